@@ -1,0 +1,3 @@
+"""Thawline: freeze risky payment accounts, explain why, and bring wrongly frozen ones back."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""``python -m thawline``."""
+
+from thawline.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Adapters: SQL storage, key files, and (later) SMTP, SMS, webhooks."""

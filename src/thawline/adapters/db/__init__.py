@@ -1,0 +1,1 @@
+"""SQL storage through SQLAlchemy 2 Core, on SQLite and PostgreSQL."""

@@ -1,0 +1,123 @@
+"""Table definitions. Migrations in ``thawline/migrations`` create exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+from thawline.adapters.db.types import UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# The operation log. Append-only: triggers reject UPDATE and DELETE on these three tables.
+oplog_entry = Table(
+    "oplog_entry",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("actor_kind", String(16), nullable=False),
+    Column("actor_id", String(128), nullable=False),
+    Column("account_id", String(64)),
+    Column("correlation_id", String(128)),
+    Column("data", LargeBinary, nullable=False),  # the exact RFC 8785 bytes; the entry itself
+    Column("chain", LargeBinary(32), nullable=False),  # SHA-256(previous chain || leaf hash)
+    Index("ix_oplog_entry_account", "account_id", "seq"),
+    Index("ix_oplog_entry_ts", "ts"),
+)
+
+# Hashes of complete, aligned Merkle subtrees at levels 8, 16, 24, ... (256, 65536, ... leaves).
+oplog_node = Table(
+    "oplog_node",
+    metadata,
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+oplog_checkpoint = Table(
+    "oplog_checkpoint",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),  # C2SP signed note, verbatim
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The log head: one row, the append lock on PostgreSQL, and the running Merkle frontier.
+# Derived state: `thawline log verify` recomputes it from the entries.
+oplog_head = Table(
+    "oplog_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("chain", LargeBinary(32), nullable=False),
+    Column("frontier", LargeBinary, nullable=False),
+    Column("last_ts", UTCDateTime),
+    Column("checkpoint_size", BigInteger, nullable=False),
+    Column("checkpoint_at", UTCDateTime),
+)
+
+legal_hold = Table(
+    "legal_hold",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(64)),  # NULL: the whole log
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("released_at", UTCDateTime),
+)
+
+api_key = Table(
+    "api_key",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", LargeBinary(32), nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+# The personal-data vault: one data key per data subject, wrapped by the master key.
+vault_subject = Table(
+    "vault_subject",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("wrapped_key", LargeBinary),  # NULL once erased (crypto-shredding)
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("erased_at", UTCDateTime),
+)
+
+vault_value = Table(
+    "vault_value",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("subject_id", String(40), ForeignKey("vault_subject.id"), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("blind_index", LargeBinary(32), index=True),  # HMAC for matching; NULL once erased
+    Column("nonce", LargeBinary(12), nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+APPEND_ONLY_TABLES = ("oplog_entry", "oplog_node", "oplog_checkpoint")

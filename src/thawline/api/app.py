@@ -1,0 +1,81 @@
+"""The FastAPI application and its lifespan (including the timed checkpoint signer)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from thawline import __version__
+from thawline.api import problems
+from thawline.api.routes import health, log
+from thawline.services.runtime import Runtime
+from thawline.services.unit_of_work import UnitOfWork
+
+logger = logging.getLogger("thawline.checkpoints")
+
+
+class CheckpointTimer:
+    """Signs a checkpoint every ``checkpoint_every_seconds`` when the log has grown."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="thawline-checkpoints", daemon=True)
+
+    def start(self) -> None:
+        """Start the background thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and wait for the thread."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def tick(self) -> None:
+        """Sign a checkpoint now if one is due."""
+        every = self.runtime.settings.checkpoint_every_seconds
+        with UnitOfWork(self.runtime) as uow:
+            if self.runtime.log.checkpoint_due(uow, every) is not None:
+                uow.commit()
+
+    def _run(self) -> None:
+        interval = min(self.runtime.settings.checkpoint_every_seconds, 5.0)
+        while not self._stop.wait(interval):
+            try:
+                self.tick()
+            except Exception:  # keep the timer alive; the next tick retries
+                logger.exception("timed checkpoint failed")
+
+
+def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
+    """Build the app around ``runtime``; ``background`` starts the checkpoint timer."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        timer = CheckpointTimer(runtime) if background else None
+        if timer is not None:
+            timer.start()
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.stop()
+
+    app = FastAPI(
+        title="Thawline",
+        version=__version__,
+        description=(
+            "Freeze risky payment accounts, explain why, and bring wrongly frozen ones back — "
+            "with a tamper-evident operation log. / 冻结风险账户、说明原因、快速解封，全程可验证的操作日志。"
+        ),
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(log.router)
+    return app

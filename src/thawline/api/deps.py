@@ -1,0 +1,60 @@
+"""Route dependencies: the runtime, units of work, and API-key authentication with scopes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from thawline.api.problems import AuthError
+from thawline.domain.apikeys import Scope
+from thawline.domain.errors import PermissionDeniedError
+from thawline.services import apikeys
+from thawline.services.apikeys import ApiKeyInfo
+from thawline.services.runtime import Runtime
+from thawline.services.unit_of_work import UnitOfWork
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The runtime the app was built with."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def read_uow(runtime: RuntimeDep) -> Iterator[UnitOfWork]:
+    """A read-only unit of work for the request."""
+    with UnitOfWork(runtime, read_only=True) as uow:
+        yield uow
+
+
+ReadUow = Annotated[UnitOfWork, Depends(read_uow)]
+
+
+def _presented_key(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("x-api-key", "").strip()
+
+
+def require(scope: Scope) -> Callable[[Request, Runtime], ApiKeyInfo]:
+    """Dependency factory: the caller must present an active API key granting ``scope``."""
+
+    def check(request: Request, runtime: RuntimeDep) -> ApiKeyInfo:
+        presented = _presented_key(request)
+        if not presented:
+            raise AuthError("send an API key as 'Authorization: Bearer tlk_…' or 'X-API-Key'")
+        with UnitOfWork(runtime, read_only=True) as uow:
+            key = apikeys.authenticate(uow, presented)
+        if key is None:
+            raise AuthError("the API key is unknown, malformed or revoked")
+        if not key.allows(scope):
+            raise PermissionDeniedError(f"this API key lacks the '{scope.value}' scope")
+        request.state.api_key = key
+        return key
+
+    return check

@@ -1,0 +1,23 @@
+"""The ``thawline`` command line: serve, database, API keys, the operation log, the vault."""
+
+from __future__ import annotations
+
+import typer
+
+from thawline.cli import admin, logcmd
+
+app = typer.Typer(
+    help="Thawline — freeze risky accounts, explain why, release safely, prove every step. / 冻结与解封平台",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(admin.serve)
+app.add_typer(admin.db_app, name="db")
+app.add_typer(admin.apikey_app, name="apikey")
+app.add_typer(admin.vault_app, name="vault")
+app.add_typer(logcmd.log_app, name="log")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,114 @@
+"""``thawline serve``, ``db``, ``apikey`` and ``vault`` commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from thawline.adapters.db.engine import create_db_engine
+from thawline.adapters.db.migrate import current, upgrade
+from thawline.cli.common import CLI_ACTOR, console, print_json, runtime
+from thawline.config import Settings
+from thawline.services import apikeys, vault
+from thawline.services.unit_of_work import UnitOfWork
+
+db_app = typer.Typer(help="Database schema. / 数据库结构。", no_args_is_help=True)
+apikey_app = typer.Typer(help="Integrator API keys (stored hashed). / 接入方 API 密钥。", no_args_is_help=True)
+vault_app = typer.Typer(help="The personal-data vault. / 个人数据保险库。", no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Run the HTTP API (migrates the database and creates keys on first start). / 启动服务。"""
+    import uvicorn
+
+    from thawline.api.app import create_app
+    from thawline.services.runtime import build_runtime
+
+    rt = build_runtime()
+    console.print(f"Thawline on http://{host}:{port}  (database: {rt.engine.url.render_as_string()})")
+    try:
+        uvicorn.run(create_app(rt), host=host, port=port, log_level="info")
+    finally:
+        rt.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations. / 执行迁移。"""
+    settings = Settings()
+    engine = create_db_engine(settings.database_url)
+    upgrade(engine)
+    console.print(f"database at revision {current(engine)}")
+    engine.dispose()
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the applied migration revision. / 显示当前版本。"""
+    engine = create_db_engine(Settings().database_url)
+    print(current(engine) or "empty")
+    engine.dispose()
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option(help="Who the key is for, e.g. 'gateway-prod'.")],
+    scope: Annotated[list[str], typer.Option(help="A scope to grant; repeat for more.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Create an API key; the key is printed once and stored only as a hash. / 创建密钥。"""
+    with runtime() as rt, UnitOfWork(rt) as uow:
+        info, presented = apikeys.create_key(uow, name, scope, CLI_ACTOR)
+        uow.commit()
+    if json_out:
+        print_json({"id": info.id, "name": info.name, "scopes": sorted(info.scopes), "key": presented})
+    else:
+        console.print(f"created {info.id} ({', '.join(sorted(info.scopes))}); store this key now:")
+        print(presented)
+
+
+@apikey_app.command("list")
+def apikey_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List API keys (never their secrets). / 列出密钥。"""
+    with runtime() as rt, UnitOfWork(rt, read_only=True) as uow:
+        keys = apikeys.list_keys(uow)
+    if json_out:
+        print_json(
+            [
+                {"id": k.id, "name": k.name, "scopes": sorted(k.scopes), "created_at": k.created_at.isoformat(),
+                 "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+                for k in keys
+            ]
+        )
+        return
+    table = Table("id", "name", "scopes", "created", "revoked")
+    for k in keys:
+        table.add_row(k.id, k.name, " ".join(sorted(k.scopes)), f"{k.created_at:%Y-%m-%d %H:%M}",
+                      f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
+    console.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key id, e.g. ak_0123456789ab.")]) -> None:
+    """Revoke an API key at once. / 吊销密钥。"""
+    with runtime() as rt, UnitOfWork(rt) as uow:
+        apikeys.revoke_key(uow, key_id, CLI_ACTOR)
+        uow.commit()
+    console.print(f"revoked {key_id}")
+
+
+@vault_app.command("erase")
+def vault_erase(
+    subject_id: Annotated[str, typer.Argument(help="The data subject id, e.g. ds_0123456789abcdef.")],
+    reason: Annotated[str, typer.Option(help="Reason code, e.g. gdpr_erasure or pipl_deletion.")],
+) -> None:
+    """Crypto-shred a data subject: destroy its key; the log still verifies. / 删除个人数据（销毁密钥）。"""
+    with runtime() as rt, UnitOfWork(rt) as uow:
+        vault.erase_subject(uow, subject_id, CLI_ACTOR, reason)
+        uow.commit()
+    console.print(f"erased {subject_id}")

@@ -1,0 +1,1 @@
+"""The pure domain: no frameworks, no storage, time injected."""

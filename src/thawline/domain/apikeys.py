@@ -1,0 +1,47 @@
+"""Integrator API keys: what a key may do (scopes), and the key format."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from thawline.domain.errors import InvalidInputError
+
+
+class Scope(StrEnum):
+    """Least privilege: each route asks for one scope; ``admin`` implies all."""
+
+    LOG_READ = "log:read"
+    LOG_EXPORT = "log:export"
+    LOG_ADMIN = "log:admin"
+    EVENTS_WRITE = "events:write"
+    ACCOUNTS_READ = "accounts:read"
+    ACCOUNTS_WRITE = "accounts:write"
+    AUTHZ_CHECK = "authz:check"
+    ADMIN = "admin"
+
+
+KEY_PREFIX = "tlk"
+_PRESENTED = re.compile(r"^tlk_(ak_[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$")
+
+
+def parse_scopes(values: list[str]) -> frozenset[Scope]:
+    """Validate scope names; at least one is required."""
+    if not values:
+        raise InvalidInputError("at least one scope is required", field="scopes")
+    try:
+        return frozenset(Scope(v) for v in values)
+    except ValueError as exc:
+        known = ", ".join(s.value for s in Scope)
+        raise InvalidInputError(f"unknown scope ({exc}); known: {known}", field="scopes") from exc
+
+
+def allows(granted: frozenset[Scope], needed: Scope) -> bool:
+    """True when ``granted`` covers ``needed``."""
+    return Scope.ADMIN in granted or needed in granted
+
+
+def split_presented_key(presented: str) -> tuple[str, str] | None:
+    """Split ``tlk_<id>.<secret>`` into (id, secret), or None if malformed."""
+    match = _PRESENTED.match(presented)
+    return None if match is None else (match.group(1), match.group(2))

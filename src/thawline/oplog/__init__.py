@@ -1,0 +1,1 @@
+"""The tamper-evident operation log: encoding, hashing, Merkle tree, checkpoints."""

@@ -1,0 +1,1 @@
+"""The service layer: small handlers, the unit of work, and queries."""

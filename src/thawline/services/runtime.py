@@ -1,0 +1,68 @@
+"""The runtime: everything a command needs (engine, clock, keys, the log writer), built once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import Engine
+
+from thawline.adapters.db.engine import create_db_engine
+from thawline.adapters.db.migrate import upgrade
+from thawline.adapters.keys import load_or_create_secret, load_or_create_signing_key
+from thawline.config import Settings
+from thawline.domain.clock import Clock, SystemClock
+from thawline.oplog.note import Signer, Verifier
+from thawline.services.oplog import LogWriter
+
+
+@dataclass
+class Runtime:
+    """Long-lived collaborators shared by all units of work."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    signer: Signer
+    vault_master_key: bytes
+    log: LogWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = LogWriter(
+            clock=self.clock,
+            signer=self.signer,
+            origin=self.settings.log_origin,
+            checkpoint_every=self.settings.checkpoint_every_entries,
+        )
+
+    @property
+    def verifier(self) -> Verifier:
+        """The verifier for this log's checkpoints."""
+        return self.signer.verifier()
+
+    def public_key_pem(self) -> bytes:
+        """The signing key's public half as PEM (SubjectPublicKeyInfo)."""
+        key = load_or_create_signing_key(self.settings.signing_key_file)
+        return key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.engine.dispose()
+
+
+def build_runtime(settings: Settings | None = None, *, clock: Clock | None = None) -> Runtime:
+    """Build the runtime from settings: open the database, migrate, load or create keys."""
+    settings = settings or Settings()
+    engine = create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    if settings.auto_migrate:
+        upgrade(engine)
+    key = load_or_create_signing_key(settings.signing_key_file)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        clock=clock or SystemClock(),
+        signer=Signer(settings.log_origin, key),
+        vault_master_key=load_or_create_secret(settings.vault_key_file),
+    )
