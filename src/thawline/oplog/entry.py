@@ -112,12 +112,12 @@ class LogRecord:
             if token is not None and not _TOKEN.match(token):
                 raise ValueError(f"{name} must be 1-128 characters of [A-Za-z0-9_.:@/+-]")
 
-    def as_json(self, seq: int, ts: datetime) -> dict[str, JSONValue]:
-        """Return the JSON object that is canonicalised into the entry bytes."""
+    def as_json(self, seq: int, ts_text: str) -> dict[str, JSONValue]:
+        """Return the JSON object that is canonicalised into the entry bytes (``ts_text`` from format_ts)."""
         doc: dict[str, JSONValue] = {
             "v": ENTRY_VERSION,
             "seq": seq,
-            "ts": format_ts(ts),
+            "ts": ts_text,
             "action": self.action,
             "actor": self.actor.as_json(),
             "subject": self.subject.as_json(),
@@ -153,9 +153,9 @@ def parse_ts(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def encode_entry(record: LogRecord, seq: int, ts: datetime) -> bytes:
-    """Return the canonical bytes of ``record`` at ``seq``/``ts``, refusing personal identifiers."""
-    doc = record.as_json(seq, ts)
+def encode_entry(record: LogRecord, seq: int, ts_text: str) -> bytes:
+    """Return the canonical bytes of ``record`` at ``seq``/``ts_text``, refusing personal identifiers."""
+    doc = record.as_json(seq, ts_text)
     data = canonical_json(doc)
     # One cheap scan of the final text; the slow walk only runs to name the offending field.
     if find_identifiers(data.decode("utf-8")):

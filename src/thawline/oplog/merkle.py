@@ -63,7 +63,10 @@ def _hash_list(proof: object) -> list[bytes] | None:
     if not isinstance(proof, Sequence) or isinstance(proof, (str, bytes, bytearray, memoryview)):
         return None
     items = list(proof)
-    return items if all(_is_hash(p) for p in items) else None
+    for p in items:
+        if not isinstance(p, bytes) or len(p) != HASH_SIZE:
+            return None
+    return items
 
 
 def _split(n: int) -> int:
@@ -244,7 +247,7 @@ class CompactRange:
         return tuple(self._hashes)
 
     def append(self, leaf_hash: bytes) -> list[tuple[int, int, bytes]]:
-        """Append a leaf hash; return the (level, index, hash) of each aligned subtree it completed."""
+        """Append a leaf hash; return (level, index, hash) of each level >= 1 aligned subtree it completed."""
         if type(leaf_hash) is not bytes or len(leaf_hash) != HASH_SIZE:
             raise ValueError(f"leaf hash must be {HASH_SIZE} bytes")
         size = self._size

@@ -64,6 +64,8 @@ def _check_text(text: str, what: str) -> bytes:
 
 def key_id(name: str, public_key: bytes) -> bytes:
     """Return the 4-byte signed-note key ID of an Ed25519 key: SHA-256(name || 0x0A || 0x01 || key)[:4]."""
+    if len(public_key) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes")
     return sha256(name.encode("utf-8") + b"\n" + bytes([ED25519_TYPE]) + public_key).digest()[:KEY_ID_SIZE]
 
 
@@ -218,6 +220,8 @@ class Checkpoint:
     extensions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        # Accept any iterable of lines but store a tuple, so checkpoints stay hashable and immutable.
+        object.__setattr__(self, "extensions", tuple(self.extensions))
         for what, line in [("origin", self.origin), *(("extension line", e) for e in self.extensions)]:
             if not isinstance(line, str) or not line or "\n" in line or _CONTROL.search(line):
                 raise ValueError(f"{what} must be one non-empty line without control characters")

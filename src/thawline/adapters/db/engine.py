@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 READ_ONLY = "thawline_read_only"
 
@@ -31,12 +30,9 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: i
 
 
 def _sqlite_engine(url: str, synchronous: str) -> Engine:
-    memory = make_url(url).database in (None, "", ":memory:")
-    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 60}}
-    if not memory:
-        # One connection per checkout keeps file locks short and makes forked workers safe.
-        kwargs["poolclass"] = NullPool
-    engine = create_engine(url, **kwargs)
+    # Pooled connections: closing the last connection to a WAL database checkpoints and removes
+    # the WAL, which would cost milliseconds per unit of work.
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -11,11 +11,18 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, insert, select, update
 
 from thawline.adapters.db.schema import oplog_checkpoint, oplog_entry, oplog_head, oplog_node
-from thawline.oplog.entry import LogRecord, encode_entry
+from thawline.oplog.entry import LogRecord, encode_entry, format_ts
 from thawline.oplog.merkle import CompactRange, leaf_hash, node_hash
 
 NODE_LEVEL_STEP = 8  # store aligned subtrees of 2**8, 2**16, ... leaves
 GENESIS_CHAIN = b"\x00" * 32
+_ENTRY_COLUMNS = ("seq", "ts", "action", "actor_kind", "actor_id", "account_id", "correlation_id", "data", "chain")
+_NODE_COLUMNS = ("level", "idx", "hash")
+
+
+def _insert_sql(paramstyle: str, table: str, columns: tuple[str, ...]) -> str:
+    marker = "?" if paramstyle == "qmark" else "%s"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([marker] * len(columns))})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,36 +76,33 @@ class OplogStore:
         if head.last_ts is not None and ts < head.last_ts:
             ts = head.last_ts  # keep log time monotonic along the sequence
         seq, chain, frontier = head.tree_size, head.chain, head.frontier
+        ts_text = format_ts(ts)
+        # The hot path: raw DBAPI executemany with the timestamp bound once per batch.
+        dialect = self.conn.dialect
+        bind_ts = oplog_entry.c.ts.type.bind_processor(dialect)
+        ts_param = bind_ts(ts) if bind_ts is not None else ts
         sha256 = hashlib.sha256
-        rows: list[dict[str, object]] = []
-        nodes: list[dict[str, object]] = []
+        rows: list[tuple[object, ...]] = []
+        nodes: list[tuple[int, int, bytes]] = []
         appended: list[AppendedEntry] = []
         for record in records:
-            data = encode_entry(record, seq, ts)
-            leaf = leaf_hash(data)
+            data = encode_entry(record, seq, ts_text)
+            leaf = sha256(b"\x00" + data).digest()
             chain = sha256(chain + leaf).digest()
             for level, index, digest in frontier.append(leaf):
                 if level % NODE_LEVEL_STEP == 0:
-                    nodes.append({"level": level, "idx": index, "hash": digest})
+                    nodes.append((level, index, digest))
+            actor = record.actor
             rows.append(
-                {
-                    "seq": seq,
-                    "ts": ts,
-                    "action": record.action,
-                    "actor_kind": record.actor.kind.value,
-                    "actor_id": record.actor.id,
-                    "account_id": record.subject.account_id,
-                    "correlation_id": record.correlation_id,
-                    "data": data,
-                    "chain": chain,
-                }
+                (seq, ts_param, record.action, actor.kind.value, actor.id, record.subject.account_id,
+                 record.correlation_id, data, chain)
             )
             appended.append(AppendedEntry(seq, ts, leaf))
             seq += 1
         if rows:
-            self.conn.execute(insert(oplog_entry), rows)
+            self.conn.exec_driver_sql(_insert_sql(dialect.paramstyle, "oplog_entry", _ENTRY_COLUMNS), rows)
         if nodes:
-            self.conn.execute(insert(oplog_node), nodes)
+            self.conn.exec_driver_sql(_insert_sql(dialect.paramstyle, "oplog_node", _NODE_COLUMNS), nodes)
         new_head = Head(seq, chain, frontier, ts, head.checkpoint_size, head.checkpoint_at)
         self.conn.execute(
             update(oplog_head)

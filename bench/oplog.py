@@ -1,0 +1,132 @@
+"""Benchmark the operation log: batched append, single append, verify. Prints one JSON object.
+
+    python bench/oplog.py [--quick] [--database-url URL]
+
+SQLite (a temporary file) by default; PostgreSQL with --database-url postgresql://...
+(a fresh schema is created and dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from thawline.config import Settings
+from thawline.oplog.entry import Actor, ActorKind, EvidenceRef, LogRecord, RuleRef, Subject
+from thawline.services.runtime import Runtime, build_runtime
+from thawline.services.unit_of_work import UnitOfWork
+from thawline.services.verify import verify_log
+
+
+def make_record(i: int) -> LogRecord:
+    """A representative entry (~420 canonical bytes): a rule freezing an account with evidence."""
+    return LogRecord(
+        action="account.frozen",
+        actor=Actor(ActorKind.RULE, "high_frequency"),
+        subject=Subject(account_id=f"acc_{i % 5000:06d}", freeze_id=f"frz_{i:09d}"),
+        reason_codes=("HF_10MIN",),
+        rule=RuleRef("high_frequency", 3),
+        evidence=(EvidenceRef("transaction", f"tx_{i:010d}"), EvidenceRef("ip", "ip_7f3a9c")),
+        state_before={"status": "active"},
+        state_after={"status": "frozen", "scope": "full"},
+        correlation_id=f"corr-{i:010d}",
+    )
+
+
+def append_batched(rt: Runtime, total: int, batch: int) -> float:
+    """Entries per second appended in transactions of ``batch``."""
+    records = [make_record(i) for i in range(total)]
+    started = time.perf_counter()
+    for start in range(0, total, batch):
+        with UnitOfWork(rt) as uow:
+            for r in records[start : start + batch]:
+                uow.record(r)
+            uow.commit()
+    return total / (time.perf_counter() - started)
+
+
+def append_single(rt: Runtime, total: int) -> float:
+    """Entries per second with one transaction (and one durable commit) per entry."""
+    records = [make_record(i) for i in range(total)]
+    started = time.perf_counter()
+    for r in records:
+        with UnitOfWork(rt) as uow:
+            uow.record(r)
+            uow.commit()
+    return total / (time.perf_counter() - started)
+
+
+def main() -> None:
+    """Run the benchmark and print one JSON object."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes; finishes within a minute")
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--entries", type=int, default=None, help="entries for the batched run")
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+    total = args.entries or (100_000 if args.quick else 1_000_000)
+    singles = 300 if args.quick else 2000
+
+    tmp = Path(tempfile.mkdtemp(prefix="thawline-bench-"))
+    schema = None
+    url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
+    backend = make_url(url).get_backend_name()
+    if backend == "postgresql":
+        import psycopg
+
+        schema = "bench_" + secrets.token_hex(4)
+        u = make_url(url)
+        conninfo = f"host={u.host} port={u.port or 5432} dbname={u.database} user={u.username or 'postgres'}"
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        url = u.set(drivername="postgresql+psycopg", query={"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    settings = Settings(database_url=url, data_dir=tmp / "data", checkpoint_every_entries=100_000)  # type: ignore[call-arg]
+    rt = build_runtime(settings)
+    try:
+        batched = append_batched(rt, total, args.batch)
+        single = append_single(rt, singles)
+        with UnitOfWork(rt) as uow:
+            rt.log.checkpoint(uow)
+            uow.commit()
+        started = time.perf_counter()
+        report = verify_log(rt)
+        verify_s = time.perf_counter() - started
+        assert report.ok, report.problem
+        result = {
+            "backend": backend,
+            "entries": report.entries,
+            "batch_size": args.batch,
+            "append_batched_per_s": round(batched),
+            "append_single_per_s": round(single),
+            "verify_per_s": round(report.entries / verify_s),
+            "verify_seconds": round(verify_s, 3),
+            "checkpoints": report.checkpoints,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            "quick": args.quick,
+        }
+    finally:
+        rt.close()
+        if schema is not None:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Tampering behind the triggers' back is caught by verification, at the right sequence number."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import text
+
+from tests.helpers import append
+from tests.integration.tamper import bypassing_triggers
+from thawline.oplog.merkle import leaf_hash
+from thawline.oplog.note import Checkpoint, Signer
+from thawline.services.runtime import Runtime
+from thawline.services.verify import verify_log
+
+N = 600  # checkpoints at 100, 200, ..., 600; stored level-8 nodes 0 and 1
+
+
+@pytest.fixture
+def log(runtime: Runtime) -> Runtime:
+    """A verified log of N entries."""
+    append(runtime, N, batch=100)
+    assert verify_log(runtime).ok
+    return runtime
+
+
+def _fail_at(rt: Runtime) -> tuple[int, str]:
+    report = verify_log(rt)
+    assert not report.ok
+    assert report.problem is not None
+    return report.problem.seq, report.problem.what
+
+
+def _data(rt: Runtime, seq: int) -> bytes:
+    with rt.engine.connect() as conn:
+        return bytes(conn.execute(text("SELECT data FROM oplog_entry WHERE seq = :s"), {"s": seq}).scalar_one())
+
+
+def test_changing_one_byte_is_caught_at_that_entry(log: Runtime) -> None:
+    data = bytearray(_data(log, 321))
+    data[data.index(b"frozen")] ^= 0x01  # "frozen" -> "grozen"
+    with bypassing_triggers(log.engine) as conn:
+        conn.execute(text("UPDATE oplog_entry SET data = :d WHERE seq = 321"), {"d": bytes(data)})
+    seq, what = _fail_at(log)
+    assert seq == 321
+    assert "hash chain" in what
+
+
+def test_deleting_an_entry_is_caught_at_the_gap(log: Runtime) -> None:
+    with bypassing_triggers(log.engine) as conn:
+        conn.execute(text("DELETE FROM oplog_entry WHERE seq = 42"))
+    seq, what = _fail_at(log)
+    assert seq == 42
+    assert "missing" in what
+
+
+def test_swapping_two_entries_is_caught_at_the_first(log: Runtime) -> None:
+    a, b = _data(log, 250), _data(log, 251)
+    with bypassing_triggers(log.engine) as conn:
+        conn.execute(text("UPDATE oplog_entry SET data = :d WHERE seq = 250"), {"d": b})
+        conn.execute(text("UPDATE oplog_entry SET data = :d WHERE seq = 251"), {"d": a})
+    assert _fail_at(log)[0] == 250
+
+
+def test_swapping_whole_rows_including_chain_is_caught(log: Runtime) -> None:
+    with bypassing_triggers(log.engine) as conn:
+        conn.execute(text("UPDATE oplog_entry SET seq = -1 WHERE seq = 10"))
+        conn.execute(text("UPDATE oplog_entry SET seq = 10 WHERE seq = 11"))
+        conn.execute(text("UPDATE oplog_entry SET seq = 11 WHERE seq = -1"))
+    assert _fail_at(log)[0] == 10
+
+
+def test_truncating_the_tail_is_caught_where_the_log_now_ends(log: Runtime) -> None:
+    with bypassing_triggers(log.engine) as conn:
+        conn.execute(text("DELETE FROM oplog_entry WHERE seq >= 550"))
+    seq, what = _fail_at(log)
+    assert seq == 550
+    assert "truncated" in what
+
+
+def test_truncating_entries_checkpoints_and_nodes_is_caught_by_the_head(log: Runtime) -> None:
+    with bypassing_triggers(log.engine) as conn:
+        conn.execute(text("DELETE FROM oplog_entry WHERE seq >= 550"))
+        conn.execute(text("DELETE FROM oplog_checkpoint WHERE tree_size > 500"))
+    seq, what = _fail_at(log)
+    assert seq == 550
+    assert "head" in what
+
+
+def test_replacing_a_checkpoint_signed_by_another_key_is_caught(log: Runtime) -> None:
+    with log.engine.connect() as conn:
+        root = bytes(conn.execute(text("SELECT root FROM oplog_checkpoint WHERE tree_size = 300")).scalar_one())
+    forged = Signer(log.settings.log_origin, Ed25519PrivateKey.generate()).sign_note(
+        Checkpoint(log.settings.log_origin, 300, root).body()
+    )
+    with bypassing_triggers(log.engine) as conn:
+        conn.execute(text("UPDATE oplog_checkpoint SET note = :n WHERE tree_size = 300"), {"n": forged})
+    seq, what = _fail_at(log)
+    assert seq == 299
+    assert "signature" in what
+
+
+def test_a_rechained_log_is_caught_by_the_signed_checkpoint(log: Runtime) -> None:
+    """An attacker who rewrites an entry and recomputes every later chain value still meets the signature."""
+    import hashlib
+
+    with log.engine.connect() as conn:
+        rows = conn.execute(text("SELECT seq, data, chain FROM oplog_entry WHERE seq >= 149 ORDER BY seq")).all()
+    chain = bytes(rows[0].chain)
+    rewritten = []
+    for r in rows[1:]:
+        data = bytes(r.data).replace(b"HF_10MIN", b"HF_99MIN") if r.seq == 150 else bytes(r.data)
+        chain = hashlib.sha256(chain + leaf_hash(data)).digest()
+        rewritten.append({"s": r.seq, "d": data, "c": chain})
+    with bypassing_triggers(log.engine) as conn:
+        conn.execute(text("UPDATE oplog_entry SET data = :d, chain = :c WHERE seq = :s"), rewritten)
+        conn.execute(text("UPDATE oplog_head SET chain = :c"), {"c": chain})
+    seq, what = _fail_at(log)
+    assert seq == 199  # the first signed checkpoint after the change
+    assert "signed root does not match" in what
+
+
+def test_a_forged_merkle_node_is_caught(log: Runtime) -> None:
+    with bypassing_triggers(log.engine) as conn:
+        conn.execute(text("UPDATE oplog_node SET hash = :h WHERE level = 8 AND idx = 1"), {"h": b"\x01" * 32})
+    seq, what = _fail_at(log)
+    assert seq == 511
+    assert "Merkle node" in what
