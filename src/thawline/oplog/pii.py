@@ -34,27 +34,47 @@ _LABELS: dict[str, str] = {
     "phone": "phone number",
 }
 
-# One pass finds every candidate: 8+ digits, optionally led by "+", optionally grouped by single
-# spaces or hyphens, optionally ending in X (the resident ID check character). Text with no such
-# run, which is nearly all log text, costs one regex scan and nothing else.
+# The prefilter works on a one-byte-per-character copy of the text mapped to classes: digit -> "0",
+# space or hyphen -> "-", "+" -> "+", anything else -> "x". Every identifier the classifier accepts
+# contains 8 digits in a row (IDs, plain cards and phones), two 4-digit groups (grouped cards,
+# 138-1234-5678) or "+" before a digit (E.164), so when none of these three substrings occurs there
+# is nothing to find. bytes.translate and bytes.find run at memory speed, where even the simplest
+# regex scan costs several microseconds per log entry, and an ISO date like 2025-03-14 (8 digits
+# joined by hyphens) in every entry would make a looser digit-run prefilter fire every time.
+_CLASSES = bytes.maketrans(
+    b"0123456789 -+" + bytes(c for c in range(256) if c not in b"0123456789 -+"),
+    b"0000000000--+" + b"x" * (256 - 13),
+)
+_HITS = (b"00000000", b"0000-0000", b"+0")
+# Full-width digits, plus and X in UTF-8 (EF BC 8B/90-99/B8, EF BD 98); other full-width
+# punctuation (，：（) shares the EF BC prefix and is common in Chinese text, so match exactly.
+_FULL_WIDTH_UTF8 = re.compile(b"\xef\xbc[\x8b\x90-\x99\xb8]|\xef\xbd\x98")
+
+# Around each prefilter hit, this finds the candidates exactly: 8+ digits, optionally led by "+",
+# optionally grouped by single spaces or hyphens, optionally ending in X (the resident ID check
+# character). The first character is consumed before the boundary lookbehinds run, so that sre
+# can skip ahead to digits instead of evaluating lookbehinds at every position.
 #
 # Boundaries are ASCII alphanumerics and "_" rather than \w, so that "电话13812345678" is still found
 # while hex digests, UUIDs and ids like acc_0001 are not. A digit run next to "<digit>." is part of
 # a decimal amount. The text is often canonical JSON (the log encoder scans the whole entry at
 # once), so a JSON escape such as \n or \u0010 right before the digits counts as a boundary too.
-_CANDIDATE = re.compile(
-    r"""
+_BOUNDARY_BEFORE = r"""
     (?:
-        (?<![0-9A-Za-z_])(?<![0-9]\.)
-      | (?<=\\[bfnrt])
-      | (?<=\\u00[0-9a-fA-F]{2})
-    )
-    \+?[0-9](?:[ -]?[0-9]){7,}[Xx]?
+        (?<![0-9A-Za-z_].)(?<![0-9]\..)
+      | (?<=\\[bfnrt].)
+      | (?<=\\u00[0-9a-fA-F]{2}.)
+    )"""
+_CANDIDATE = re.compile(
+    rf"""
+    (?: \+ {_BOUNDARY_BEFORE} [0-9] | [0-9] {_BOUNDARY_BEFORE} )
+    (?:[ -]?[0-9]){{7,}}[Xx]?
     (?![0-9A-Za-z_]|\.[0-9])
     """,
     re.VERBOSE,
 )
 _SEPARATOR = re.compile(r"[ -]")
+_WORD = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _CN_MOBILE = re.compile(r"1[3-9][0-9]{9}\Z")
 # Card layouts other than plain groups of four: Amex (4-6-5) and Diners (4-6-4).
 _CARD_LAYOUTS = ((4, 6, 5), (4, 6, 4))
@@ -192,12 +212,54 @@ def _classify(token: str, start: int, out: list[Finding]) -> None:
 
 def find_identifiers(text: str) -> list[Finding]:
     """Return the positions and kinds of personal identifiers in ``text`` (never their values)."""
-    if not text.isascii():
-        text = text.translate(_FULL_WIDTH)
+    if len(text) < 8:
+        return []
+    if text.isascii():
+        raw = text.encode("ascii")
+    else:
+        if _FULL_WIDTH_UTF8.search(text.encode("utf-8", "surrogatepass")):
+            text = text.translate(_FULL_WIDTH)
+        # "replace" writes one "?" per character, so byte offsets stay character offsets.
+        raw = text.encode("ascii", "replace")
+    classes = raw.translate(_CLASSES)
     found: list[Finding] = []
-    for match in _CANDIDATE.finditer(text):
-        _classify(match.group(), match.start(), found)
-    return found
+    size = len(classes)
+    nexts = [classes.find(needle) for needle in _HITS]
+    while True:
+        hit = min([at for at in nexts if at >= 0], default=-1)
+        if hit < 0:
+            return found
+        # A candidate never crosses an "x" character (it may only end in one, the ID's X), so the
+        # exact regex only needs the stretch around the hit.
+        lo = classes.rfind(b"x", 0, hit) + 1
+        hi = classes.find(b"x", hit)
+        if hi < 0:
+            hi = size
+        if not _blocked_digit_run(text, classes, lo, hi):
+            # 3 characters past the stretch: the ID's X, then what the end lookahead inspects.
+            for match in _CANDIDATE.finditer(text, lo, hi + 3):
+                _classify(match.group(), match.start(), found)
+        for i, at in enumerate(nexts):
+            if 0 <= at < hi:
+                nexts[i] = classes.find(_HITS[i], hi)
+
+
+def _blocked_digit_run(text: str, classes: bytes, lo: int, hi: int) -> bool:
+    """Tell cheaply that a stretch is one digit run glued to a letter, so it cannot match.
+
+    That is what most prefilter hits in log entries are: ids like acc_000123456 and digit runs
+    inside hex digests and UUIDs. Anything less plain is left to the exact regex.
+    """
+    while lo < hi and classes[lo] == 0x2D:  # leading separators are themselves boundaries
+        lo += 1
+    if classes.find(b"-", lo, hi) >= 0 or classes.find(b"+", lo, hi) >= 0:
+        return False
+    after = text[hi : hi + 1]
+    if after in _WORD and after not in ("X", "x"):
+        return True
+    before = text[lo - 1 : lo] if lo else ""
+    escaped = text[lo - 2 : lo - 1] == "\\" or text[lo - 6 : lo - 5] == "\\"
+    return before in _WORD and not escaped
 
 
 def assert_no_identifiers(value: object, *, where: str) -> None:
