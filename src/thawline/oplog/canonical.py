@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -63,7 +64,7 @@ class CanonicalizationError(ValueError):
         self.reason = reason
 
 
-class _Invalid(Exception):
+class _InvalidValueError(Exception):
     """Raised deep in the scan; each container on the way out adds its key to the path."""
 
     def __init__(self, reason: str, *, at_container: bool = False) -> None:
@@ -87,7 +88,7 @@ def format_json_path(parts: list[str | int]) -> str:
     return "".join(out)
 
 
-def _error(exc: _Invalid) -> CanonicalizationError:
+def _error(exc: _InvalidValueError) -> CanonicalizationError:
     exc.parts.reverse()
     return CanonicalizationError(format_json_path(exc.parts), exc.reason)
 
@@ -98,85 +99,76 @@ def _check_key(key: Any) -> bool:
         if isinstance(key, str):
             _check_key(str.__str__(key))
             return False  # a subclass could override comparison; the pure path normalises it
-        raise _Invalid(f"dict key of type {type(key).__name__} is not a string", at_container=True)
+        raise _InvalidValueError(f"dict key of type {type(key).__name__} is not a string", at_container=True)
     if key.isascii():
         return True
     if _SURROGATE.search(key):
-        raise _Invalid("a dict key contains a lone surrogate (not valid Unicode)", at_container=True)
+        raise _InvalidValueError(
+            "a dict key contains a lone surrogate (not valid Unicode)", at_container=True
+        )
     return _NON_BMP.search(key) is None
 
 
 def _scan(value: Any, depth: int, allow_floats: bool) -> bool:
     """Validate ``value``; return True when orjson would produce the exact JCS bytes for it."""
-    # Exact-type checks come first: they are the common case and cost one pointer compare. Scalars
-    # inside containers are checked inline, because a Python call per leaf would dominate the cost.
     t = type(value)
     if t is dict:
-        if depth >= MAX_DEPTH:
-            raise _Invalid(f"nested deeper than {MAX_DEPTH} levels (or contains a cycle)")
-        fast = True
-        try:
-            for k, v in value.items():
-                if type(k) is not str or not k.isascii():
-                    fast = _check_key(k) and fast
-                tv = type(v)
-                if tv is str:
-                    if not v.isascii() and _SURROGATE.search(v):
-                        raise _Invalid("string contains a lone surrogate (not valid Unicode)")
-                elif tv is int:
-                    if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                        raise _Invalid("integer outside the I-JSON safe range ±(2**53-1)")
-                elif v is None or tv is bool:
-                    pass
-                else:
-                    fast = _scan(v, depth + 1, allow_floats) and fast
-        except _Invalid as exc:
-            if exc.skip_next:
-                exc.skip_next = False
-            else:
-                exc.parts.append(k)
-            raise
-        return fast
+        return _scan_dict(value, depth, allow_floats)
     if t is list or t is tuple:
-        if depth >= MAX_DEPTH:
-            raise _Invalid(f"nested deeper than {MAX_DEPTH} levels (or contains a cycle)")
-        fast = True
-        i = 0
-        try:
-            for v in value:
-                tv = type(v)
-                if tv is str:
-                    if not v.isascii() and _SURROGATE.search(v):
-                        raise _Invalid("string contains a lone surrogate (not valid Unicode)")
-                elif tv is int:
-                    if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                        raise _Invalid("integer outside the I-JSON safe range ±(2**53-1)")
-                elif v is None or tv is bool:
-                    pass
-                else:
-                    fast = _scan(v, depth + 1, allow_floats) and fast
-                i += 1
-        except _Invalid as exc:
-            exc.parts.append(i)
-            raise
-        return fast
+        return _scan_array(value, depth, allow_floats)
+    return _scan_scalar(value, t, depth, allow_floats)
+
+
+def _scan_scalar(value: Any, t: type, depth: int, allow_floats: bool) -> bool:
     if t is str:
         if not value.isascii() and _SURROGATE.search(value):
-            raise _Invalid("string contains a lone surrogate (not valid Unicode)")
+            raise _InvalidValueError("string contains a lone surrogate (not valid Unicode)")
         return True
     if t is int:
         if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            raise _Invalid("integer outside the I-JSON safe range ±(2**53-1)")
+            raise _InvalidValueError("integer outside the I-JSON safe range ±(2**53-1)")
         return True
     if value is None or t is bool:
         return True
     if t is float:
         if not _isfinite(value):
-            raise _Invalid("NaN and Infinity have no JSON representation")
+            raise _InvalidValueError("NaN and Infinity have no JSON representation")
         if not allow_floats:
-            raise _Invalid("floats are not allowed here; write amounts as integer minor units or strings")
+            raise _InvalidValueError(
+                "floats are not allowed here; write amounts as integer minor units or strings"
+            )
         return False
     return _scan_subclass(value, depth, allow_floats)
+
+
+def _scan_dict(value: dict[Any, Any], depth: int, allow_floats: bool) -> bool:
+    if depth >= MAX_DEPTH:
+        raise _InvalidValueError(f"nested deeper than {MAX_DEPTH} levels (or contains a cycle)")
+    fast = True
+    for k, v in value.items():
+        try:
+            fast = _check_key(k) and fast
+            fast = _scan(v, depth + 1, allow_floats) and fast
+        except _InvalidValueError as exc:
+            if exc.skip_next:
+                exc.skip_next = False
+            else:
+                exc.parts.append(k)
+            raise
+    return fast
+
+
+def _scan_array(value: list[Any] | tuple[Any, ...], depth: int, allow_floats: bool) -> bool:
+    if depth >= MAX_DEPTH:
+        raise _InvalidValueError(f"nested deeper than {MAX_DEPTH} levels (or contains a cycle)")
+    fast = True
+    for i, v in enumerate(value):
+        try:
+            fast = _scan(v, depth + 1, allow_floats) and fast
+        except _InvalidValueError as exc:
+            exc.parts.append(i)
+            raise
+    return fast
 
 
 def _scan_subclass(value: Any, depth: int, allow_floats: bool) -> bool:
@@ -201,7 +193,7 @@ def _scan_subclass(value: Any, depth: int, allow_floats: bool) -> bool:
     elif isinstance(value, tuple):
         _scan(list(tuple.__iter__(value)), depth, allow_floats)
     else:
-        raise _Invalid(f"values of type {type(value).__name__} have no canonical JSON form")
+        raise _InvalidValueError(f"values of type {type(value).__name__} have no canonical JSON form")
     return False
 
 
@@ -253,42 +245,52 @@ def _emit(value: Any, out: list[str]) -> None:
     elif value is False:
         out.append("false")
     elif isinstance(value, str):
-        if _NEEDS_ESCAPE.search(value):
-            out.append('"' + str.translate(value, _ESCAPES) + '"')
-        else:
-            out.append('"' + str.__str__(value) + '"')
+        out.append(_quote(value))
     elif isinstance(value, int):
         out.append(int.__repr__(value))
     elif isinstance(value, float):
         out.append(_format_float(float.__float__(value)))
     elif isinstance(value, dict):
-        items = [(str.__str__(k), v) for k, v in dict.items(value)]
-        if any(not k.isascii() and _NON_BMP.search(k) for k, _ in items):
-            items.sort(key=_utf16_key)
-        else:
-            # Without surrogate pairs, code point order is UTF-16 code unit order; keys are unique,
-            # so the tuple comparison never reaches the values.
-            items.sort()
-        out.append("{")
-        first = True
-        for k, v in items:
-            if not first:
-                out.append(",")
-            first = False
-            _emit(k, out)
-            out.append(":")
-            _emit(v, out)
-        out.append("}")
+        _emit_object(value, out)
     else:
-        seq = list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value)
-        out.append("[")
-        first = True
-        for v in seq:
-            if not first:
-                out.append(",")
-            first = False
-            _emit(v, out)
-        out.append("]")
+        _emit_array(list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value), out)
+
+
+def _quote(text: str) -> str:
+    if _NEEDS_ESCAPE.search(text):
+        return '"' + str.translate(text, _ESCAPES) + '"'
+    return '"' + str.__str__(text) + '"'
+
+
+def _emit_object(value: dict[Any, Any], out: list[str]) -> None:
+    items = [(str.__str__(k), v) for k, v in dict.items(value)]
+    if any(not k.isascii() and _NON_BMP.search(k) for k, _ in items):
+        items.sort(key=_utf16_key)
+    else:
+        # Without surrogate pairs, code point order is UTF-16 code unit order; keys are unique,
+        # so the tuple comparison never reaches the values.
+        items.sort()
+    out.append("{")
+    first = True
+    for k, v in items:
+        if not first:
+            out.append(",")
+        first = False
+        out.append(_quote(k))
+        out.append(":")
+        _emit(v, out)
+    out.append("}")
+
+
+def _emit_array(items: Iterator[Any], out: list[str]) -> None:
+    out.append("[")
+    first = True
+    for v in items:
+        if not first:
+            out.append(",")
+        first = False
+        _emit(v, out)
+    out.append("]")
 
 
 def _plain(value: Any, depth: int) -> bool:
@@ -312,7 +314,7 @@ def _plain(value: Any, depth: int) -> bool:
 def _validate(value: object, allow_floats: bool) -> bool:
     try:
         return _scan(value, 0, allow_floats)
-    except _Invalid as exc:
+    except _InvalidValueError as exc:
         raise _error(exc) from None
     except RecursionError:  # pragma: no cover - MAX_DEPTH keeps the scan far from the limit
         raise CanonicalizationError("$", "nested too deeply") from None

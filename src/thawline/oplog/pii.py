@@ -108,7 +108,14 @@ class PersonalDataInLogError(ValueError):
 
 
 def _is_resident_id(text: str) -> bool:
-    return len(text) == 18 and ric.is_valid(text)
+    if len(text) != 18:
+        return False
+    try:
+        return bool(ric.is_valid(text))
+    except KeyError:
+        # python-stdnum 2.2 raises KeyError('county') instead of returning False when the region
+        # code matches a province but no county; a crash here would refuse the whole log append.
+        return False
 
 
 def _is_card(digits: str) -> bool:
@@ -157,6 +164,15 @@ def _is_e164(digits: str) -> bool:
     return bool(result == phonenumbers.ValidationResult.IS_POSSIBLE)
 
 
+def _leading_international(groups: list[tuple[int, str]], start: int, out: list[Finding]) -> int:
+    """Record the longest run of leading groups that is a possible E.164 number; return its size."""
+    for j in range(len(groups) - 1, -1, -1):
+        if _is_e164("".join(g for _, g in groups[: j + 1])):
+            out.append(Finding("phone", start, groups[j][0] + len(groups[j][1])))
+            return j + 1
+    return 0
+
+
 def _classify(token: str, start: int, out: list[Finding]) -> None:
     """Append the identifiers found in one candidate token starting at ``start``."""
     plus = token.startswith("+")
@@ -178,15 +194,8 @@ def _classify(token: str, start: int, out: list[Finding]) -> None:
     def end_of(j: int) -> int:
         return groups[j][0] + len(groups[j][1])
 
-    i = 0
+    i = _leading_international(groups, start, out) if plus else 0
     n = len(groups)
-    if plus:
-        # An international number: the longest run of leading groups that is a possible number.
-        for j in range(n - 1, -1, -1):
-            if _is_e164("".join(g for _, g in groups[: j + 1])):
-                out.append(Finding("phone", start, end_of(j)))
-                i = j + 1
-                break
     while i < n:
         pos, group = groups[i]
         if group == "86" and i + 1 < n and (used := _mobile_groups(groups, i + 1)):
@@ -275,15 +284,7 @@ def _walk(value: object, path: list[str | int], where: str, depth: int) -> None:
     elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int | float):
-        # The log encoder scans the canonical text, where numbers appear as digits too; check them
-        # here the same way so that its error can name the field.
-        try:
-            text = canonical_json(value).decode("ascii")
-        except ValueError:
-            return  # not representable: canonical_json refuses the entry on its own
-        findings = find_identifiers(text)
-        if findings:
-            raise PersonalDataInLogError(where, format_json_path(path), findings[0].kind)
+        _check_number(value, path, where)
     elif depth >= MAX_DEPTH:
         raise ValueError(f"{where}: {format_json_path(path)} is nested deeper than {MAX_DEPTH} levels")
     elif isinstance(value, Mapping):
@@ -301,3 +302,18 @@ def _walk(value: object, path: list[str | int], where: str, depth: int) -> None:
             path.append(index)
             _walk(item, path, where, depth + 1)
             path.pop()
+
+
+def _check_number(value: float, path: list[str | int], where: str) -> None:
+    # The log encoder scans the canonical text, where numbers appear as digits too; check them
+    # here the same way so that its error can name the field. Fewer than 8 integer digits (or a
+    # fraction or exponent) can never form an identifier.
+    if -10_000_000 < value < 10_000_000:
+        return
+    try:
+        text = canonical_json(value).decode("ascii")
+    except ValueError:
+        return  # not representable: canonical_json refuses the entry on its own
+    findings = find_identifiers(text)
+    if findings:
+        raise PersonalDataInLogError(where, format_json_path(path), findings[0].kind)
