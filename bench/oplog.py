@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
 from sqlalchemy.engine import make_url
 
 from thawline.config import Settings
@@ -81,16 +82,14 @@ def main() -> None:
     url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
     backend = make_url(url).get_backend_name()
     if backend == "postgresql":
-        import psycopg
-
         schema = "bench_" + secrets.token_hex(4)
         u = make_url(url)
         conninfo = f"host={u.host} port={u.port or 5432} dbname={u.database} user={u.username or 'postgres'}"
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {schema}")
-        url = u.set(drivername="postgresql+psycopg", query={"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
+        url = u.set(
+            drivername="postgresql+psycopg", query={"options": f"-csearch_path={schema}"}
+        ).render_as_string(hide_password=False)
     settings = Settings(database_url=url, data_dir=tmp / "data", checkpoint_every_entries=100_000)  # type: ignore[call-arg]
     rt = build_runtime(settings)
     try:

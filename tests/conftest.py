@@ -40,7 +40,9 @@ def fresh_postgres_url() -> tuple[str, str]:
     schema = "t_" + secrets.token_hex(6)
     with psycopg.connect(_pg_conninfo(POSTGRES_URL), autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg", query={"options": f"-csearch_path={schema}"})
+    url = make_url(POSTGRES_URL).set(
+        drivername="postgresql+psycopg", query={"options": f"-csearch_path={schema}"}
+    )
     return url.render_as_string(hide_password=False), schema
 
 

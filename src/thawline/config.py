@@ -16,18 +16,32 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="THAWLINE_", extra="ignore")
 
-    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL; SQLite file or PostgreSQL.")
-    data_dir: Path = Field(Path("thawline-data"), description="Directory for keys (created 0700).")
-    signing_key_path: Path | None = Field(None, description="Ed25519 log signing key; default <data_dir>/.")
-    vault_key_path: Path | None = Field(None, description="Personal-data vault master key; default <data_dir>/.")
-    log_origin: str = Field("thawline.local/oplog", description="Checkpoint origin line and signing key name.")
-    checkpoint_every_entries: int = Field(1000, ge=1, description="Sign a checkpoint after this many entries.")
-    checkpoint_every_seconds: float = Field(60.0, gt=0, description="Sign a checkpoint this often when new.")
-    retention_days: int = Field(1826, ge=1826, description="Minimum log retention; 5 years by regulation.")
-    sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = Field(
-        "FULL", description="SQLite durability; FULL survives power loss after commit."
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL, description="SQLAlchemy URL; SQLite file or PostgreSQL."
     )
-    auto_migrate: bool = Field(True, description="Apply database migrations on start.")
+    data_dir: Path = Field(default=Path("thawline-data"), description="Directory for keys (created 0700).")
+    signing_key_path: Path | None = Field(
+        default=None, description="Ed25519 log signing key; default <data_dir>/."
+    )
+    vault_key_path: Path | None = Field(
+        default=None, description="Personal-data vault master key; default <data_dir>/."
+    )
+    log_origin: str = Field(
+        default="thawline.local/oplog", description="Checkpoint origin line and signing key name."
+    )
+    checkpoint_every_entries: int = Field(
+        default=1000, ge=1, description="Sign a checkpoint after this many entries."
+    )
+    checkpoint_every_seconds: float = Field(
+        default=60.0, gt=0, description="Sign a checkpoint this often when new."
+    )
+    retention_days: int = Field(
+        default=1826, ge=1826, description="Minimum log retention; 5 years by regulation."
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = Field(
+        default="FULL", description="SQLite durability; FULL survives power loss after commit."
+    )
+    auto_migrate: bool = Field(default=True, description="Apply database migrations on start.")
 
     @property
     def signing_key_file(self) -> Path:

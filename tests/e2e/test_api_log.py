@@ -77,7 +77,9 @@ def test_bad_query_parameters_name_the_field(client: TestClient, runtime: Runtim
     assert response.json()["errors"][0]["field"] == "limit"
 
 
-def test_inclusion_and_consistency_over_http_verify_with_the_published_key(client: TestClient, runtime: Runtime) -> None:
+def test_inclusion_and_consistency_over_http_verify_with_the_published_key(
+    client: TestClient, runtime: Runtime
+) -> None:
     headers = _key(runtime, "log:read", "log:admin")
     append(runtime, 250, batch=50)
     created = client.post("/v1/log/checkpoints", headers=headers)

@@ -28,8 +28,13 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def thawline(tmp_path: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the CLI in ``tmp_path`` (its working directory holds the default SQLite file)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "thawline", *args], cwd=tmp_path, env=_env(tmp_path),
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-m", "thawline", *args],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     if ok:
         assert proc.returncode == 0, proc.stderr
@@ -39,8 +44,11 @@ def thawline(tmp_path: Path, *args: str, ok: bool = True) -> subprocess.Complete
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A working directory with a 300-entry log in ./thawline.db (the embedded default)."""
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'thawline.db'}", data_dir=tmp_path / "thawline-data",
-                        checkpoint_every_entries=100)  # type: ignore[call-arg]
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'thawline.db'}",
+        data_dir=tmp_path / "thawline-data",
+        checkpoint_every_entries=100,
+    )  # type: ignore[call-arg]
     rt = build_runtime(settings)
     append(rt, 300, batch=100)
     rt.close()
@@ -67,11 +75,16 @@ def test_verify_prints_ok_with_counts(workdir: Path) -> None:
 
 
 def test_verify_names_the_first_bad_entry_and_exits_non_zero(workdir: Path) -> None:
-    rt = build_runtime(Settings(database_url=f"sqlite:///{workdir / 'thawline.db'}",
-                                data_dir=workdir / "thawline-data"))  # type: ignore[call-arg]
+    rt = build_runtime(
+        Settings(database_url=f"sqlite:///{workdir / 'thawline.db'}", data_dir=workdir / "thawline-data")
+    )  # type: ignore[call-arg]
     with bypassing_triggers(rt.engine) as conn:
-        conn.execute(text("UPDATE oplog_entry SET data = CAST(REPLACE(CAST(data AS TEXT), 'frozen', 'active') "
-                          "AS BLOB) WHERE seq = 123"))
+        conn.execute(
+            text(
+                "UPDATE oplog_entry SET data = CAST(REPLACE(CAST(data AS TEXT), 'frozen', 'active') "
+                "AS BLOB) WHERE seq = 123"
+            )
+        )
     rt.close()
     proc = thawline(workdir, "log", "verify", ok=False)
     assert proc.returncode == 1
@@ -80,13 +93,19 @@ def test_verify_names_the_first_bad_entry_and_exits_non_zero(workdir: Path) -> N
     assert doc["problem"]["seq"] == 123
 
 
-def test_proofs_check_offline_with_only_the_public_key(workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_proofs_check_offline_with_only_the_public_key(
+    workdir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     vkey = thawline(workdir, "log", "public-key").stdout.strip()
     auditor = tmp_path_factory.mktemp("auditor")  # no database, no key files here
     thawline(workdir, "log", "prove", "inclusion", "150", "-o", str(auditor / "incl.json"))
     thawline(workdir, "log", "prove", "consistency", "100", "300", "-o", str(auditor / "cons.json"))
     thawline(workdir, "log", "export", "--from", "20", "--to", "220", "-o", str(auditor / "export.jsonl"))
-    for name, expected in (("incl.json", "entry 150"), ("cons.json", "tree 300"), ("export.jsonl", "export of 200")):
+    for name, expected in (
+        ("incl.json", "entry 150"),
+        ("cons.json", "tree 300"),
+        ("export.jsonl", "export of 200"),
+    ):
         proc = thawline(auditor, "log", "check", name, "--vkey", vkey)
         assert expected in proc.stdout
     assert not (auditor / "thawline.db").exists()
@@ -99,7 +118,9 @@ def test_proofs_check_offline_with_only_the_public_key(workdir: Path, tmp_path_f
 
 
 def test_legal_holds_are_recorded_and_listed(workdir: Path) -> None:
-    hold_id = thawline(workdir, "log", "hold", "add", "--reason", "court-order-77", "--account", "acc_1").stdout.strip()
+    hold_id = thawline(
+        workdir, "log", "hold", "add", "--reason", "court-order-77", "--account", "acc_1"
+    ).stdout.strip()
     holds = json.loads(thawline(workdir, "log", "hold", "list").stdout)
     assert [h["id"] for h in holds] == [hold_id]
     status = json.loads(thawline(workdir, "log", "retention", "--json").stdout)
@@ -115,8 +136,13 @@ def test_serve_answers_health_and_readiness(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "thawline", "serve", "--port", str(port)], cwd=tmp_path,
-                              env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "thawline", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -1,4 +1,4 @@
-"""Several writers, threads and processes, end in one chain with contiguous numbers; a crash loses nothing acknowledged."""
+"""Many writers (threads, processes) make one contiguous chain; a crash loses nothing acknowledged."""
 
 from __future__ import annotations
 
@@ -23,15 +23,28 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _writer(runtime: Runtime, name: str, count: int, batch: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.writer_process", runtime.settings.database_url,
-         str(runtime.settings.data_dir), name, str(count), str(batch)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.writer_process",
+            runtime.settings.database_url,
+            str(runtime.settings.data_dir),
+            name,
+            str(count),
+            str(batch),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
 def _correlations(runtime: Runtime) -> dict[str, int]:
     with runtime.engine.connect() as conn:
-        rows = conn.execute(text("SELECT correlation_id, seq FROM oplog_entry WHERE action = 'test.appended'"))
+        rows = conn.execute(
+            text("SELECT correlation_id, seq FROM oplog_entry WHERE action = 'test.appended'")
+        )
         return {r.correlation_id: r.seq for r in rows}
 
 

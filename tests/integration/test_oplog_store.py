@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -15,6 +16,7 @@ from thawline.domain.errors import UnrecordedChangeError
 from thawline.oplog import bundles
 from thawline.oplog.entry import decode_entry
 from thawline.oplog.merkle import leaf_hash, root
+from thawline.oplog.note import Signer
 from thawline.services import proofs
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
@@ -38,7 +40,7 @@ def test_appended_entries_get_contiguous_numbers_and_verify(runtime: Runtime) ->
 def test_stored_bytes_are_the_canonical_entry_with_utc_time(runtime: Runtime, clock: FakeClock) -> None:
     append(runtime, 1)
     with UnitOfWork(runtime, read_only=True) as uow:
-        (_seq, data, _chain), = list(uow.oplog.entries())
+        ((_seq, data, _chain),) = list(uow.oplog.entries())
         typed = uow.conn.execute(select(oplog_entry.c.ts)).scalar()
     doc = decode_entry(bytes(data))
     assert doc["seq"] == 0
@@ -56,9 +58,13 @@ def test_log_time_never_goes_backwards(runtime: Runtime, clock: FakeClock) -> No
 
 
 def test_a_rolled_back_unit_of_work_leaves_no_entry(runtime: Runtime) -> None:
-    with pytest.raises(RuntimeError), UnitOfWork(runtime) as uow:
-        uow.record(record(0))
-        raise RuntimeError("the command failed")
+    def failing_command() -> None:
+        with UnitOfWork(runtime) as uow:
+            uow.record(record(0))
+            raise RuntimeError("the command failed")
+
+    with pytest.raises(RuntimeError):
+        failing_command()
     with UnitOfWork(runtime, read_only=True) as uow:
         assert uow.oplog.count() == 0
 
@@ -70,8 +76,15 @@ def test_a_change_without_a_record_cannot_commit(runtime: Runtime) -> None:
             uow.commit()
 
 
-@pytest.mark.parametrize("statement", ["UPDATE oplog_entry SET action = 'x'", "DELETE FROM oplog_entry",
-                                       "UPDATE oplog_checkpoint SET note = 'x'", "DELETE FROM oplog_node"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE oplog_entry SET action = 'x'",
+        "DELETE FROM oplog_entry",
+        "UPDATE oplog_checkpoint SET note = 'x'",
+        "DELETE FROM oplog_node",
+    ],
+)
 def test_triggers_refuse_updates_and_deletes(runtime: Runtime, statement: str) -> None:
     append(runtime, 300)
     with pytest.raises(DBAPIError, match="append-only"), runtime.engine.begin() as conn:
@@ -95,10 +108,6 @@ def test_inclusion_and_consistency_proofs_check_offline(runtime: Runtime) -> Non
 
 
 def test_a_proof_from_a_stranger_key_is_refused(runtime: Runtime) -> None:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from thawline.oplog.note import Signer
-
     append(runtime, 100)
     stranger = Signer(runtime.settings.log_origin, Ed25519PrivateKey.generate()).verifier()
     with UnitOfWork(runtime, read_only=True) as uow:

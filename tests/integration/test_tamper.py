@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
@@ -33,7 +35,9 @@ def _fail_at(rt: Runtime) -> tuple[int, str]:
 
 def _data(rt: Runtime, seq: int) -> bytes:
     with rt.engine.connect() as conn:
-        return bytes(conn.execute(text("SELECT data FROM oplog_entry WHERE seq = :s"), {"s": seq}).scalar_one())
+        return bytes(
+            conn.execute(text("SELECT data FROM oplog_entry WHERE seq = :s"), {"s": seq}).scalar_one()
+        )
 
 
 def test_changing_one_byte_is_caught_at_that_entry(log: Runtime) -> None:
@@ -89,7 +93,9 @@ def test_truncating_entries_checkpoints_and_nodes_is_caught_by_the_head(log: Run
 
 def test_replacing_a_checkpoint_signed_by_another_key_is_caught(log: Runtime) -> None:
     with log.engine.connect() as conn:
-        root = bytes(conn.execute(text("SELECT root FROM oplog_checkpoint WHERE tree_size = 300")).scalar_one())
+        root = bytes(
+            conn.execute(text("SELECT root FROM oplog_checkpoint WHERE tree_size = 300")).scalar_one()
+        )
     forged = Signer(log.settings.log_origin, Ed25519PrivateKey.generate()).sign_note(
         Checkpoint(log.settings.log_origin, 300, root).body()
     )
@@ -102,10 +108,10 @@ def test_replacing_a_checkpoint_signed_by_another_key_is_caught(log: Runtime) ->
 
 def test_a_rechained_log_is_caught_by_the_signed_checkpoint(log: Runtime) -> None:
     """An attacker who rewrites an entry and recomputes every later chain value still meets the signature."""
-    import hashlib
-
     with log.engine.connect() as conn:
-        rows = conn.execute(text("SELECT seq, data, chain FROM oplog_entry WHERE seq >= 149 ORDER BY seq")).all()
+        rows = conn.execute(
+            text("SELECT seq, data, chain FROM oplog_entry WHERE seq >= 149 ORDER BY seq")
+        ).all()
     chain = bytes(rows[0].chain)
     rewritten = []
     for r in rows[1:]:

@@ -23,8 +23,14 @@ def _store(runtime: Runtime) -> tuple[str, str, str]:
         subject = vault.create_subject(uow)
         rid = vault.put(uow, subject, "resident_id", RESIDENT_ID)
         phone = vault.put(uow, subject, "phone", PHONE)
-        uow.record(LogRecord("holder.registered", ADMIN, Subject(ref=f"subject:{subject}"),
-                             details={"resident_id": rid, "phone": phone}))
+        uow.record(
+            LogRecord(
+                "holder.registered",
+                ADMIN,
+                Subject(ref=f"subject:{subject}"),
+                details={"resident_id": rid, "phone": phone},
+            )
+        )
         uow.commit()
     return subject, rid, phone
 
@@ -48,8 +54,10 @@ def test_a_ciphertext_moved_to_another_row_does_not_decrypt(runtime: Runtime) ->
     _subject, rid, phone = _store(runtime)
     with runtime.engine.begin() as conn:
         row = conn.execute(text("SELECT nonce, ciphertext FROM vault_value WHERE id = :i"), {"i": rid}).one()
-        conn.execute(text("UPDATE vault_value SET nonce = :n, ciphertext = :c WHERE id = :i"),
-                     {"n": row.nonce, "c": row.ciphertext, "i": phone})
+        conn.execute(
+            text("UPDATE vault_value SET nonce = :n, ciphertext = :c WHERE id = :i"),
+            {"n": row.nonce, "c": row.ciphertext, "i": phone},
+        )
     with UnitOfWork(runtime, read_only=True) as uow, pytest.raises(ConflictError, match="authentication"):
         vault.reveal(uow, phone)
 
@@ -74,8 +82,14 @@ def test_erasing_a_subject_shreds_its_data_and_the_log_still_verifies(runtime: R
 
 def test_the_log_refuses_an_identifier_in_plaintext(runtime: Runtime) -> None:
     with UnitOfWork(runtime) as uow:
-        uow.record(LogRecord("holder.registered", ADMIN, Subject(account_id="acc_1"),
-                             details={"note": f"call {PHONE[3:]} back"}))
+        uow.record(
+            LogRecord(
+                "holder.registered",
+                ADMIN,
+                Subject(account_id="acc_1"),
+                details={"note": f"call {PHONE[3:]} back"},
+            )
+        )
         with pytest.raises(ValueError, match=r"details\.note"):
             uow.commit()
     with UnitOfWork(runtime, read_only=True) as uow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,8 +24,16 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://thawline.dev/problems/"
 log = logging.getLogger("thawline.api")
 
-_STATUS_KEYS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
-                422: "validation", 500: "internal", 503: "unavailable"}
+_STATUS_KEYS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    422: "validation",
+    500: "internal",
+    503: "unavailable",
+}
 
 
 class AuthError(ThawlineError):
@@ -38,7 +47,7 @@ def problem(
     *,
     slug: str | None = None,
     errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """Build a problem response in the caller's language."""
     key = _STATUS_KEYS.get(status, "bad_request")
@@ -51,7 +60,9 @@ def problem(
     }
     if errors:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return JSONResponse(
+        body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers) if headers else None
+    )
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -98,6 +109,6 @@ def install(app: FastAPI) -> None:
         return problem(request, exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:  # noqa: ARG001
         log.exception("unhandled error on %s", request.url.path)
         return problem(request, 500, "an unexpected error occurred; it has been logged")

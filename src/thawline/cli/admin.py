@@ -5,17 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+import uvicorn
 from rich.table import Table
 
 from thawline.adapters.db.engine import create_db_engine
 from thawline.adapters.db.migrate import current, upgrade
+from thawline.api.app import create_app
 from thawline.cli.common import CLI_ACTOR, console, print_json, runtime
 from thawline.config import Settings
 from thawline.services import apikeys, vault
+from thawline.services.runtime import build_runtime
 from thawline.services.unit_of_work import UnitOfWork
 
 db_app = typer.Typer(help="Database schema. / 数据库结构。", no_args_is_help=True)
-apikey_app = typer.Typer(help="Integrator API keys (stored hashed). / 接入方 API 密钥。", no_args_is_help=True)
+apikey_app = typer.Typer(
+    help="Integrator API keys (stored hashed). / 接入方 API 密钥。", no_args_is_help=True
+)
 vault_app = typer.Typer(help="The personal-data vault. / 个人数据保险库。", no_args_is_help=True)
 
 
@@ -24,11 +29,6 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 ) -> None:
     """Run the HTTP API (migrates the database and creates keys on first start). / 启动服务。"""
-    import uvicorn
-
-    from thawline.api.app import create_app
-    from thawline.services.runtime import build_runtime
-
     rt = build_runtime()
     console.print(f"Thawline on http://{host}:{port}  (database: {rt.engine.url.render_as_string()})")
     try:
@@ -80,16 +80,26 @@ def apikey_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
     if json_out:
         print_json(
             [
-                {"id": k.id, "name": k.name, "scopes": sorted(k.scopes), "created_at": k.created_at.isoformat(),
-                 "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+                {
+                    "id": k.id,
+                    "name": k.name,
+                    "scopes": sorted(k.scopes),
+                    "created_at": k.created_at.isoformat(),
+                    "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+                }
                 for k in keys
             ]
         )
         return
     table = Table("id", "name", "scopes", "created", "revoked")
     for k in keys:
-        table.add_row(k.id, k.name, " ".join(sorted(k.scopes)), f"{k.created_at:%Y-%m-%d %H:%M}",
-                      f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
+        table.add_row(
+            k.id,
+            k.name,
+            " ".join(sorted(k.scopes)),
+            f"{k.created_at:%Y-%m-%d %H:%M}",
+            f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "",
+        )
     console.print(table)
 
 

@@ -20,14 +20,18 @@ from thawline.services.unit_of_work import UnitOfWork
 from thawline.services.verify import verify_log
 
 log_app = typer.Typer(help="The tamper-evident operation log. / 防篡改操作日志。", no_args_is_help=True)
-prove_app = typer.Typer(help="Produce proofs an auditor can check offline. / 生成证明。", no_args_is_help=True)
+prove_app = typer.Typer(
+    help="Produce proofs an auditor can check offline. / 生成证明。", no_args_is_help=True
+)
 hold_app = typer.Typer(help="Legal holds that extend retention. / 法律保全。", no_args_is_help=True)
 log_app.add_typer(prove_app, name="prove")
 log_app.add_typer(hold_app, name="hold")
 
 VkeyOption = Annotated[
     list[str] | None,
-    typer.Option("--vkey", help="Verifier key (name+id+key) to trust; repeat for several. Default: this log's."),
+    typer.Option(
+        "--vkey", help="Verifier key (name+id+key) to trust; repeat for several. Default: this log's."
+    ),
 ]
 
 
@@ -43,7 +47,9 @@ def _verifiers(vkeys: list[str] | None) -> list[Verifier] | None:
 @log_app.command("verify")
 def verify(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    deep: Annotated[bool, typer.Option(help="Also parse every entry: canonical form, seq, time order.")] = False,
+    deep: Annotated[
+        bool, typer.Option(help="Also parse every entry: canonical form, seq, time order.")
+    ] = False,
     vkey: VkeyOption = None,
 ) -> None:
     """Recompute chain and Merkle roots from the stored bytes and check every checkpoint. / 校验日志。"""
@@ -51,12 +57,19 @@ def verify(
     with runtime() as rt:
         show = not json_out and sys.stderr.isatty()
         with Progress(
-            TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=console, disable=not show, transient=True,
+            TextColumn("verifying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not show,
+            transient=True,
         ) as bar:
             task = bar.add_task("verify", total=None)
             report = verify_log(
-                rt, verifiers=_verifiers(vkey), deep=deep,
+                rt,
+                verifiers=_verifiers(vkey),
+                deep=deep,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     result: dict[str, Any] = {
@@ -70,7 +83,15 @@ def verify(
     if json_out:
         print_json(result)
     elif report.problem is None:
-        print(t("verify_ok", lang, entries=report.entries, checkpoints=report.checkpoints, root=report.root.hex()))
+        print(
+            t(
+                "verify_ok",
+                lang,
+                entries=report.entries,
+                checkpoints=report.checkpoints,
+                root=report.root.hex(),
+            )
+        )
     else:
         print(t("verify_fail", lang, seq=report.problem.seq, what=report.problem.what))
     if not report.ok:
@@ -90,7 +111,9 @@ def checkpoint() -> None:
 
 
 @log_app.command("public-key")
-def public_key(pem: Annotated[bool, typer.Option(help="PEM (SubjectPublicKeyInfo) instead of a vkey.")] = False) -> None:
+def public_key(
+    pem: Annotated[bool, typer.Option(help="PEM (SubjectPublicKeyInfo) instead of a vkey.")] = False,
+) -> None:
     """Print the checkpoint verification key for auditors. / 导出公钥。"""
     with runtime() as rt:
         print(rt.public_key_pem().decode().strip() if pem else rt.signer.vkey)
@@ -136,7 +159,11 @@ def check(
     verifiers = _verifiers(vkey) or []
     text = path.read_bytes()
     try:
-        first = orjson.loads(text.split(b"\n", 1)[0]) if text.lstrip().startswith(b'{"type":"thawline.export') else None
+        first = (
+            orjson.loads(text.split(b"\n", 1)[0])
+            if text.lstrip().startswith(b'{"type":"thawline.export')
+            else None
+        )
         if first is not None:
             lines = (orjson.loads(line) for line in text.splitlines() if line.strip())
             count = bundles.check_export(lines, verifiers)
@@ -160,7 +187,9 @@ def check(
 def export(
     out: Annotated[Path, typer.Option("-o", "--out", help="JSON Lines file to write.")],
     from_seq: Annotated[int, typer.Option("--from", help="First sequence number.")] = 0,
-    to_seq: Annotated[int | None, typer.Option("--to", help="Exclusive end (default: latest checkpoint).")] = None,
+    to_seq: Annotated[
+        int | None, typer.Option("--to", help="Exclusive end (default: latest checkpoint).")
+    ] = None,
 ) -> None:
     """Export a range with proofs and its covering checkpoint. / 导出日志及证明。"""
     count = 0
@@ -180,7 +209,9 @@ def show(
 ) -> None:
     """Print entries as JSON Lines. / 查看日志。"""
     with runtime() as rt, UnitOfWork(rt, read_only=True) as uow:
-        for _seq, data, _chain in uow.oplog.entries(start=from_seq, account_id=account, action=action, limit=limit):
+        for _seq, data, _chain in uow.oplog.entries(
+            start=from_seq, account_id=account, action=action, limit=limit
+        ):
             sys.stdout.write(bytes(data).decode() + "\n")
 
 
@@ -195,7 +226,9 @@ def retention_status(json_out: Annotated[bool, typer.Option("--json")] = False) 
         "oldest_entry_at": st.oldest_entry_at.isoformat() if st.oldest_entry_at else None,
         "oldest_kept_until": st.keep_until.isoformat() if st.keep_until else None,
         "past_retention_before": st.eligible_before.isoformat(),
-        "active_holds": [{"id": h.id, "account_id": h.account_id, "reason": h.reason} for h in st.active_holds],
+        "active_holds": [
+            {"id": h.id, "account_id": h.account_id, "reason": h.reason} for h in st.active_holds
+        ],
         "deletes": "never automatic; triggers refuse UPDATE and DELETE on the log",
     }
     print_json(doc) if json_out else console.print(doc)
@@ -214,15 +247,25 @@ def hold_add(
 
 
 @hold_app.command("list")
-def hold_list(all_holds: Annotated[bool, typer.Option("--all", help="Include released holds.")] = False) -> None:
+def hold_list(
+    all_holds: Annotated[bool, typer.Option("--all", help="Include released holds.")] = False,
+) -> None:
     """List legal holds. / 列出法律保全。"""
     with runtime() as rt, UnitOfWork(rt, read_only=True) as uow:
         found = retention.holds(uow, active_only=not all_holds)
-    print_json([
-        {"id": h.id, "account_id": h.account_id, "reason": h.reason, "created_by": h.created_by,
-         "created_at": h.created_at.isoformat(), "released_at": h.released_at.isoformat() if h.released_at else None}
-        for h in found
-    ])
+    print_json(
+        [
+            {
+                "id": h.id,
+                "account_id": h.account_id,
+                "reason": h.reason,
+                "created_by": h.created_by,
+                "created_at": h.created_at.isoformat(),
+                "released_at": h.released_at.isoformat() if h.released_at else None,
+            }
+            for h in found
+        ]
+    )
 
 
 @hold_app.command("release")

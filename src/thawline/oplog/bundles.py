@@ -70,7 +70,9 @@ def open_checkpoint(note: object, verifiers: Sequence[Verifier], origin: str | N
     return checkpoint
 
 
-def inclusion_bundle(seq: int, data: bytes, proof: Sequence[bytes], note: str, tree_size: int) -> dict[str, Any]:
+def inclusion_bundle(
+    seq: int, data: bytes, proof: Sequence[bytes], note: str, tree_size: int
+) -> dict[str, Any]:
     """Build an inclusion bundle."""
     return {
         "type": INCLUSION,
@@ -100,7 +102,9 @@ def check_inclusion(bundle: dict[str, Any], verifiers: Sequence[Verifier]) -> Ch
     return CheckedEntry(seq, data, checkpoint)
 
 
-def consistency_bundle(old_note: str, new_note: str, old_size: int, new_size: int, proof: Sequence[bytes]) -> dict[str, Any]:
+def consistency_bundle(
+    old_note: str, new_note: str, old_size: int, new_size: int, proof: Sequence[bytes]
+) -> dict[str, Any]:
     """Build a consistency bundle."""
     return {
         "type": CONSISTENCY,
@@ -126,7 +130,9 @@ def check_consistency(bundle: dict[str, Any], verifiers: Sequence[Verifier]) -> 
     return old, new
 
 
-def export_header(origin: str, start: int, stop: int, prev_chain: bytes, note: str, tree_size: int) -> dict[str, Any]:
+def export_header(
+    origin: str, start: int, stop: int, *, prev_chain: bytes, note: str, tree_size: int
+) -> dict[str, Any]:
     """The first line of an export."""
     return {
         "type": EXPORT,

@@ -83,6 +83,11 @@ class ChainVerifier:
         self._next_cp = 0
         self._seen_node_keys = 0
 
+    @property
+    def failed(self) -> bool:
+        """True once a problem was found."""
+        return self.report.problem is not None
+
     def fail(self, seq: int, what: str) -> None:
         """Record the first problem."""
         if self.report.problem is None:
@@ -124,7 +129,7 @@ class ChainVerifier:
                 self._check_checkpoint(cps[self._next_cp], frontier.root())
                 self._next_cp += 1
                 next_size = cps[self._next_cp].tree_size if self._next_cp < len(cps) else -1
-            if self.report.problem is not None:
+            if self.failed:
                 break
         self._expected = expected
         self.report.chain = chain

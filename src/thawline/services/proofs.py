@@ -52,7 +52,12 @@ def export(uow: UnitOfWork, start: int, stop: int | None, origin: str) -> Iterat
     if not 0 <= start <= stop:
         raise ConflictError(f"bad range {start}..{stop}")
     yield bundles.export_header(
-        origin, start, stop, store.chain_at(start - 1), checkpoint.note, checkpoint.tree_size
+        origin,
+        start,
+        stop,
+        prev_chain=store.chain_at(start - 1),
+        note=checkpoint.note,
+        tree_size=checkpoint.tree_size,
     )
     reader = store.subtrees(checkpoint.tree_size)
     for seq, data, chain in store.entries(start=start, stop=stop):

@@ -65,16 +65,22 @@ def create_subject(uow: UnitOfWork) -> str:
     """Create a data subject with a fresh data key; returns its id."""
     keys = derive_keys(uow.runtime.vault_master_key)
     subject_id = "ds_" + secrets.token_hex(8)
-    nonce, wrapped = _seal(keys.kek, secrets.token_bytes(32), f"thawline/vault/subject/v1|{subject_id}".encode())
+    nonce, wrapped = _seal(
+        keys.kek, secrets.token_bytes(32), f"thawline/vault/subject/v1|{subject_id}".encode()
+    )
     uow.conn.execute(
-        insert(vault_subject).values(id=subject_id, wrapped_key=nonce + wrapped, created_at=uow.runtime.clock.now())
+        insert(vault_subject).values(
+            id=subject_id, wrapped_key=nonce + wrapped, created_at=uow.runtime.clock.now()
+        )
     )
     uow.mark_changed()
     return subject_id
 
 
 def _subject_key(uow: UnitOfWork, subject_id: str) -> bytes | None:
-    row = uow.conn.execute(select(vault_subject.c.wrapped_key).where(vault_subject.c.id == subject_id)).first()
+    row = uow.conn.execute(
+        select(vault_subject.c.wrapped_key).where(vault_subject.c.id == subject_id)
+    ).first()
     if row is None:
         raise NotFoundError(f"data subject {subject_id} does not exist")
     if row.wrapped_key is None:
@@ -146,7 +152,9 @@ def erase_subject(uow: UnitOfWork, subject_id: str, actor: Actor, reason: str) -
     uow.conn.execute(
         update(vault_subject).where(vault_subject.c.id == subject_id).values(wrapped_key=None, erased_at=now)
     )
-    uow.conn.execute(update(vault_value).where(vault_value.c.subject_id == subject_id).values(blind_index=None))
+    uow.conn.execute(
+        update(vault_value).where(vault_value.c.subject_id == subject_id).values(blind_index=None)
+    )
     uow.mark_changed()
     uow.record(
         LogRecord(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 from sqlalchemy import select
 
@@ -75,7 +76,7 @@ def _check_consistency(uow: UnitOfWork, report: VerifyReport) -> None:
     if not sizes:
         return
     reader = uow.oplog.subtrees(sizes[-1])
-    for old, new in zip(sizes, sizes[1:], strict=False):
+    for old, new in pairwise(sizes):
         try:
             proof = consistency_proof_from(reader, old, new)
         except LookupError as exc:
@@ -86,4 +87,3 @@ def _check_consistency(uow: UnitOfWork, report: VerifyReport) -> None:
         ):
             report.problem = Problem(new - 1, f"checkpoints {old} and {new} are not consistent")
             return
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 
 
@@ -26,7 +27,5 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def current(engine: Engine) -> str | None:
     """Return the applied revision, or None for an empty database."""
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

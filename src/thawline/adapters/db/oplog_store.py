@@ -16,13 +16,23 @@ from thawline.oplog.merkle import CompactRange, leaf_hash, node_hash
 
 NODE_LEVEL_STEP = 8  # store aligned subtrees of 2**8, 2**16, ... leaves
 GENESIS_CHAIN = b"\x00" * 32
-_ENTRY_COLUMNS = ("seq", "ts", "action", "actor_kind", "actor_id", "account_id", "correlation_id", "data", "chain")
+_ENTRY_COLUMNS = (
+    "seq",
+    "ts",
+    "action",
+    "actor_kind",
+    "actor_id",
+    "account_id",
+    "correlation_id",
+    "data",
+    "chain",
+)
 _NODE_COLUMNS = ("level", "idx", "hash")
 
 
 def _insert_sql(paramstyle: str, table: str, columns: tuple[str, ...]) -> str:
     marker = "?" if paramstyle == "qmark" else "%s"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([marker] * len(columns))})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([marker] * len(columns))})"  # noqa: S608 (fixed names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +81,9 @@ class OplogStore:
         """Read the head without locking."""
         return _head(self.conn.execute(select(oplog_head).where(oplog_head.c.id == 1)).one())
 
-    def append(self, head: Head, records: Sequence[LogRecord], ts: datetime) -> tuple[Head, list[AppendedEntry]]:
+    def append(
+        self, head: Head, records: Sequence[LogRecord], ts: datetime
+    ) -> tuple[Head, list[AppendedEntry]]:
         """Encode, hash and insert ``records`` after ``head``; return the new head and the positions."""
         if head.last_ts is not None and ts < head.last_ts:
             ts = head.last_ts  # keep log time monotonic along the sequence
@@ -94,8 +106,17 @@ class OplogStore:
                     nodes.append((level, index, digest))
             actor = record.actor
             rows.append(
-                (seq, ts_param, record.action, actor.kind.value, actor.id, record.subject.account_id,
-                 record.correlation_id, data, chain)
+                (
+                    seq,
+                    ts_param,
+                    record.action,
+                    actor.kind.value,
+                    actor.id,
+                    record.subject.account_id,
+                    record.correlation_id,
+                    data,
+                    chain,
+                )
             )
             appended.append(AppendedEntry(seq, ts, leaf))
             seq += 1
@@ -117,9 +138,7 @@ class OplogStore:
             insert(oplog_checkpoint).values(tree_size=tree_size, root=root, note=note, created_at=at)
         )
         self.conn.execute(
-            update(oplog_head)
-            .where(oplog_head.c.id == 1)
-            .values(checkpoint_size=tree_size, checkpoint_at=at)
+            update(oplog_head).where(oplog_head.c.id == 1).values(checkpoint_size=tree_size, checkpoint_at=at)
         )
 
     def checkpoints(self) -> list[StoredCheckpoint]:

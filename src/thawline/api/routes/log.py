@@ -74,7 +74,9 @@ def latest_checkpoint(uow: ReadUow, _key: CanRead) -> CheckpointOut:
 
 @router.get("/checkpoints", response_model=list[CheckpointOut])
 def list_checkpoints(
-    uow: ReadUow, _key: CanRead, min_size: Annotated[int, Query(ge=0)] = 0,
+    uow: ReadUow,
+    _key: CanRead,
+    min_size: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CheckpointOut]:
     """Signed checkpoints from ``min_size`` on."""
