@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.helpers import record
+from thawline.oplog.entry import decode_entry
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 from thawline.services.verify import verify_log
@@ -43,9 +44,9 @@ def _writer(runtime: Runtime, name: str, count: int, batch: int) -> subprocess.P
 def _correlations(runtime: Runtime) -> dict[str, int]:
     with runtime.engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT correlation_id, seq FROM oplog_entry WHERE action = 'test.appended'")
+            text("SELECT data, seq FROM oplog_entry WHERE action = 'test.appended'")
         )
-        return {r.correlation_id: r.seq for r in rows}
+        return {decode_entry(bytes(r.data))["correlation_id"]: r.seq for r in rows}
 
 
 def test_threads_appending_at_once_make_one_contiguous_chain(runtime: Runtime) -> None:

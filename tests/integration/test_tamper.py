@@ -27,9 +27,11 @@ def log(runtime: Runtime) -> Runtime:
 
 
 def _fail_at(rt: Runtime) -> tuple[int, str]:
+    """Verify in one chunk inline, and in 32-entry chunks on two worker processes: same verdict."""
     report = verify_log(rt)
-    assert not report.ok
     assert report.problem is not None
+    chunked = verify_log(rt, chunk_level=5, workers=2)
+    assert chunked.problem == report.problem
     return report.problem.seq, report.problem.what
 
 
@@ -132,3 +134,15 @@ def test_a_forged_merkle_node_is_caught(log: Runtime) -> None:
     seq, what = _fail_at(log)
     assert seq == 511
     assert "Merkle node" in what
+
+
+def test_chunked_parallel_verification_agrees_with_a_single_pass(log: Runtime) -> None:
+    single = verify_log(log)
+    for level, workers in ((3, 1), (5, 2), (8, 2)):
+        chunked = verify_log(log, chunk_level=level, workers=workers)
+        assert chunked.ok, chunked.problem
+        assert (chunked.entries, chunked.root, chunked.checkpoint_roots) == (
+            single.entries,
+            single.root,
+            single.checkpoint_roots,
+        )

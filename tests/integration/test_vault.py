@@ -80,17 +80,7 @@ def test_erasing_a_subject_shreds_its_data_and_the_log_still_verifies(runtime: R
         vault.put(uow, subject, "phone", PHONE)
 
 
-def test_the_log_refuses_an_identifier_in_plaintext(runtime: Runtime) -> None:
-    with UnitOfWork(runtime) as uow:
-        uow.record(
-            LogRecord(
-                "holder.registered",
-                ADMIN,
-                Subject(account_id="acc_1"),
-                details={"note": f"call {PHONE[3:]} back"},
-            )
-        )
-        with pytest.raises(ValueError, match=r"details\.note"):
-            uow.commit()
-    with UnitOfWork(runtime, read_only=True) as uow:
-        assert uow.oplog.count() == 0
+def test_the_log_refuses_an_identifier_in_plaintext() -> None:
+    with pytest.raises(ValueError, match=r"details\.note") as caught:
+        LogRecord("holder.registered", ADMIN, Subject(account_id="acc_1"), details={"note": f"call {PHONE[3:]} back"})
+    assert PHONE[3:] not in str(caught.value)

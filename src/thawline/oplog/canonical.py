@@ -1,14 +1,19 @@
 """RFC 8785 JSON Canonicalization Scheme (JCS): the one byte form every log entry is hashed in.
 
-Two serialisers produce the bytes. A fast path hands the value to orjson, which gives exactly the
-JCS bytes when the value is made of exact built-in JSON types only, holds no floats and has no
-dict key outside the Basic Multilingual Plane (the unit tests check this byte-for-byte against the
-pure path). Everything else goes through an exact pure-Python serialiser.
+Three ways produce the bytes, and the unit tests check the first two byte-for-byte against the third:
 
-The hot path costs one type-only walk plus one orjson call: orjson itself refuses lone surrogates,
-integers beyond 2**53-1 (OPT_STRICT_INTEGER) and non-str keys. Only when the walk or orjson objects
-does a second, detailed scan run, which validates everything and names the offending JSON path.
-"""
+* orjson alone, when the value is made of exact built-in JSON types, holds no floats and has no
+  character outside the Basic Multilingual Plane. Its key order, string escaping and integer
+  output are then exactly those of JCS. This is the hot path: one type-only walk plus one orjson
+  call, because orjson itself refuses lone surrogates, integers beyond 2**53-1
+  (OPT_STRICT_INTEGER) and non-str keys.
+* orjson with every float replaced by an ``orjson.Fragment`` holding its JCS text, when floats are
+  the only obstacle (orjson's own float format differs from ES6: 1.0, 1e21, 1e-07).
+* a pure-Python serialiser for everything else: str/int/dict/list/tuple subclasses (StrEnum,
+  IntEnum, namedtuple) and dict keys outside the BMP, which JCS orders by UTF-16 code unit.
+
+Only when the type walk or orjson objects does a second, detailed scan run; it validates
+everything, picks between the last two ways and names the JSON path of any offending value."""
 
 from __future__ import annotations
 
@@ -41,6 +46,10 @@ _NON_BMP = re.compile("[\U00010000-\U0010ffff]")
 # A UTF-8 lead byte of a 4-byte sequence: the output holds a character outside the BMP somewhere.
 _UTF8_NON_BMP = re.compile(b"[\xf0-\xf4]")
 _PLAIN_LEAVES = frozenset({str, int, bool, type(None)})
+# What the detailed scan reports: floats need JCS number formatting (inserted into orjson's output
+# as pre-formatted fragments); subclasses and keys outside the BMP need the pure serialiser.
+_HAS_FLOAT = 1
+_NEEDS_PURE = 2
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _isfinite = math.isfinite
 
@@ -93,24 +102,25 @@ def _error(exc: _InvalidValueError) -> CanonicalizationError:
     return CanonicalizationError(format_json_path(exc.parts), exc.reason)
 
 
-def _check_key(key: Any) -> bool:
-    """Validate a dict key; return False when it is outside the BMP (orjson would misorder it)."""
+def _check_key(key: Any) -> int:
+    """Validate a dict key; return _NEEDS_PURE when orjson could order it wrongly."""
     if type(key) is not str:
         if isinstance(key, str):
             _check_key(str.__str__(key))
-            return False  # a subclass could override comparison; the pure path normalises it
+            return _NEEDS_PURE  # a subclass could override comparison; the pure path normalises it
         raise _InvalidValueError(f"dict key of type {type(key).__name__} is not a string", at_container=True)
     if key.isascii():
-        return True
+        return 0
     if _SURROGATE.search(key):
         raise _InvalidValueError(
             "a dict key contains a lone surrogate (not valid Unicode)", at_container=True
         )
-    return _NON_BMP.search(key) is None
+    # orjson orders keys by code point, JCS by UTF-16 code unit: they differ only past the BMP.
+    return _NEEDS_PURE if _NON_BMP.search(key) else 0
 
 
-def _scan(value: Any, depth: int, allow_floats: bool) -> bool:
-    """Validate ``value``; return True when orjson would produce the exact JCS bytes for it."""
+def _scan(value: Any, depth: int, allow_floats: bool) -> int:
+    """Validate ``value``; return which of _HAS_FLOAT and _NEEDS_PURE apply to it."""
     t = type(value)
     if t is dict:
         return _scan_dict(value, depth, allow_floats)
@@ -119,17 +129,17 @@ def _scan(value: Any, depth: int, allow_floats: bool) -> bool:
     return _scan_scalar(value, t, depth, allow_floats)
 
 
-def _scan_scalar(value: Any, t: type, depth: int, allow_floats: bool) -> bool:
+def _scan_scalar(value: Any, t: type, depth: int, allow_floats: bool) -> int:
     if t is str:
         if not value.isascii() and _SURROGATE.search(value):
             raise _InvalidValueError("string contains a lone surrogate (not valid Unicode)")
-        return True
+        return 0
     if t is int:
         if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             raise _InvalidValueError("integer outside the I-JSON safe range ±(2**53-1)")
-        return True
+        return 0
     if value is None or t is bool:
-        return True
+        return 0
     if t is float:
         if not _isfinite(value):
             raise _InvalidValueError("NaN and Infinity have no JSON representation")
@@ -137,49 +147,46 @@ def _scan_scalar(value: Any, t: type, depth: int, allow_floats: bool) -> bool:
             raise _InvalidValueError(
                 "floats are not allowed here; write amounts as integer minor units or strings"
             )
-        return False
+        return _HAS_FLOAT
     return _scan_subclass(value, depth, allow_floats)
 
 
-def _scan_dict(value: dict[Any, Any], depth: int, allow_floats: bool) -> bool:
+def _scan_dict(value: dict[Any, Any], depth: int, allow_floats: bool) -> int:
     if depth >= MAX_DEPTH:
         raise _InvalidValueError(f"nested deeper than {MAX_DEPTH} levels (or contains a cycle)")
-    fast = True
+    flags = 0
     for k, v in value.items():
         try:
-            fast = _check_key(k) and fast
-            fast = _scan(v, depth + 1, allow_floats) and fast
+            flags |= _check_key(k) | _scan(v, depth + 1, allow_floats)
         except _InvalidValueError as exc:
             if exc.skip_next:
                 exc.skip_next = False
             else:
                 exc.parts.append(k)
             raise
-    return fast
+    return flags
 
 
-def _scan_array(value: list[Any] | tuple[Any, ...], depth: int, allow_floats: bool) -> bool:
+def _scan_array(value: list[Any] | tuple[Any, ...], depth: int, allow_floats: bool) -> int:
     if depth >= MAX_DEPTH:
         raise _InvalidValueError(f"nested deeper than {MAX_DEPTH} levels (or contains a cycle)")
-    fast = True
+    flags = 0
     for i, v in enumerate(value):
         try:
-            fast = _scan(v, depth + 1, allow_floats) and fast
+            flags |= _scan(v, depth + 1, allow_floats)
         except _InvalidValueError as exc:
             exc.parts.append(i)
             raise
-    return fast
+    return flags
 
 
-def _scan_subclass(value: Any, depth: int, allow_floats: bool) -> bool:
+def _scan_subclass(value: Any, depth: int, allow_floats: bool) -> int:
     """Validate subclasses (StrEnum, IntEnum, namedtuple, ...) by their base value; never fast.
 
     orjson serialises str/int/dict/list subclasses by their underlying value but refuses tuple
     subclasses, and it also serialises types JSON does not have (Enum, datetime, UUID, dataclass).
-    Routing every non-exact type here keeps the fast path limited to what is proven identical.
+    Routing every non-exact type to the pure path keeps orjson to what is proven identical.
     """
-    if isinstance(value, bool):  # pragma: no cover - bool cannot be subclassed
-        return False
     if isinstance(value, str):
         _scan(str.__str__(value), depth, allow_floats)
     elif isinstance(value, int):
@@ -194,7 +201,7 @@ def _scan_subclass(value: Any, depth: int, allow_floats: bool) -> bool:
         _scan(list(tuple.__iter__(value)), depth, allow_floats)
     else:
         raise _InvalidValueError(f"values of type {type(value).__name__} have no canonical JSON form")
-    return False
+    return _NEEDS_PURE
 
 
 def _format_float(x: float) -> str:
@@ -311,7 +318,19 @@ def _plain(value: Any, depth: int) -> bool:
     return True
 
 
-def _validate(value: object, allow_floats: bool) -> bool:
+def _with_fragments(value: Any) -> Any:
+    """Copy a validated value of exact types, replacing each float with its JCS text."""
+    t = type(value)
+    if t is dict:
+        return {k: _with_fragments(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [_with_fragments(v) for v in value]
+    if t is float:
+        return orjson.Fragment(_format_float(value))
+    return value
+
+
+def _validate(value: object, allow_floats: bool) -> int:
     try:
         return _scan(value, 0, allow_floats)
     except _InvalidValueError as exc:
@@ -321,7 +340,7 @@ def _validate(value: object, allow_floats: bool) -> bool:
 
 
 def _canonical_pure(value: object, *, allow_floats: bool = True) -> bytes:
-    """Serialise with the pure-Python path only (the reference the fast path is tested against)."""
+    """Serialise with the pure-Python path only (the reference the other paths are tested against)."""
     _validate(value, allow_floats)
     out: list[str] = []
     _emit(value, out)
@@ -337,12 +356,15 @@ def canonical_json(value: object, *, allow_floats: bool = True) -> bytes:
         except TypeError:
             pass  # a surrogate, a too-large integer or a bad key: the detailed scan names it
         else:
-            # orjson orders keys by code point; JCS by UTF-16 unit, which differs only for keys
+            # orjson orders keys by code point, JCS by UTF-16 unit, which differs only for keys
             # outside the BMP. Any such character anywhere sends the value the careful way.
             if data.isascii() or not _UTF8_NON_BMP.search(data):
                 return data
-    if _validate(value, allow_floats):
+    flags = _validate(value, allow_floats)
+    if not flags:
         return orjson.dumps(value, option=_ORJSON_OPTIONS)
+    if flags == _HAS_FLOAT:
+        return orjson.dumps(_with_fragments(value), option=_ORJSON_OPTIONS)
     out: list[str] = []
     _emit(value, out)
     return "".join(out).encode("utf-8")

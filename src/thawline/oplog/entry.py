@@ -99,6 +99,7 @@ class LogRecord:
     details: Mapping[str, JSONValue] | None = None
     correlation_id: str | None = None
     idempotency_key: str | None = None
+    _parts: tuple[bytes, bytes, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _ACTION.match(self.action):
@@ -111,6 +112,9 @@ class LogRecord:
         ):
             if token is not None and not _TOKEN.match(token):
                 raise ValueError(f"{name} must be 1-128 characters of [A-Za-z0-9_.:@/+-]")
+        # Validate and encode once, here, where an error points at the caller; appending then only
+        # splices in the sequence number and time (see encode_entry).
+        object.__setattr__(self, "_parts", _encode_parts(self.as_json(0, "")))
 
     def as_json(self, seq: int, ts_text: str) -> dict[str, JSONValue]:
         """Return the JSON object that is canonicalised into the entry bytes (``ts_text`` from format_ts)."""
@@ -153,15 +157,29 @@ def parse_ts(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def encode_entry(record: LogRecord, seq: int, ts_text: str) -> bytes:
-    """Return the canonical bytes of ``record`` at ``seq``/``ts_text``, refusing personal identifiers."""
-    doc = record.as_json(seq, ts_text)
-    data = canonical_json(doc)
-    # One cheap scan of the final text; the slow walk only runs to name the offending field.
+def _encode_parts(doc: dict[str, JSONValue]) -> tuple[bytes, bytes, bytes]:
+    """Canonicalise an entry without ``seq`` and ``ts`` into the three runs of keys around them.
+
+    RFC 8785 orders keys by UTF-16 code units; every entry has "action" (< "seq"), "subject"
+    (between "seq" and "ts") and "v" (> "ts"), so each run is non-empty and the entry is
+    head + seq + middle + ts + tail.
+    """
+    body = {k: v for k, v in doc.items() if k not in ("seq", "ts")}
+    data = canonical_json(body, allow_floats=False)
+    # One cheap scan of the whole text; the slow walk only runs to name the offending field.
     if find_identifiers(data.decode("utf-8")):
-        assert_no_identifiers(doc, where="log entry")
+        assert_no_identifiers(body, where="log entry")
         raise ValueError("log entry contains a personal identifier")
-    return data
+    head = canonical_json({k: v for k, v in body.items() if k < "seq"}, allow_floats=False)[:-1]
+    middle = canonical_json({k: v for k, v in body.items() if "seq" < k < "ts"}, allow_floats=False)[1:-1]
+    tail = canonical_json({k: v for k, v in body.items() if k > "ts"}, allow_floats=False)[1:]
+    return head, middle, tail
+
+
+def encode_entry(record: LogRecord, seq: int, ts_text: str) -> bytes:
+    """Return the canonical (RFC 8785) bytes of ``record`` as entry ``seq`` at ``ts_text``."""
+    head, middle, tail = record._parts
+    return b"".join((head, b',"seq":', str(seq).encode(), b",", middle, b',"ts":"', ts_text.encode(), b'",', tail))
 
 
 def decode_entry(data: bytes) -> dict[str, JSONValue]:

@@ -271,6 +271,28 @@ class CompactRange:
         self._size = new_size
         return completed
 
+    def append_subtree(self, level: int, digest: bytes) -> list[tuple[int, int, bytes]]:
+        """Append a whole perfect subtree of 2**level leaves; the size must be a multiple of 2**level.
+
+        Returns the aligned subtrees above ``level`` that this completed, as :meth:`append` does.
+        """
+        width = 1 << level
+        if level < 0 or self._size % width or type(digest) is not bytes or len(digest) != HASH_SIZE:
+            raise ValueError(f"cannot append a level-{level} subtree at size {self._size}")
+        completed: list[tuple[int, int, bytes]] = []
+        hashes = self._hashes
+        size = self._size >> level
+        new_size = self._size + width
+        h = digest
+        while size & 1:
+            h = node_hash(hashes.pop(), h)
+            level += 1
+            completed.append((level, (new_size >> level) - 1, h))
+            size >>= 1
+        hashes.append(h)
+        self._size = new_size
+        return completed
+
     def root(self) -> bytes:
         """Return the Merkle tree head of everything appended so far."""
         hashes = self._hashes

@@ -16,17 +16,7 @@ from thawline.oplog.merkle import CompactRange, leaf_hash, node_hash
 
 NODE_LEVEL_STEP = 8  # store aligned subtrees of 2**8, 2**16, ... leaves
 GENESIS_CHAIN = b"\x00" * 32
-_ENTRY_COLUMNS = (
-    "seq",
-    "ts",
-    "action",
-    "actor_kind",
-    "actor_id",
-    "account_id",
-    "correlation_id",
-    "data",
-    "chain",
-)
+_ENTRY_COLUMNS = ("seq", "ts", "action", "account_id", "data", "chain")
 _NODE_COLUMNS = ("level", "idx", "hash")
 
 
@@ -91,7 +81,7 @@ class OplogStore:
         ts_text = format_ts(ts)
         # The hot path: raw DBAPI executemany with the timestamp bound once per batch.
         dialect = self.conn.dialect
-        bind_ts = oplog_entry.c.ts.type.bind_processor(dialect)
+        bind_ts = oplog_entry.c.ts.type.dialect_impl(dialect).bind_processor(dialect)
         ts_param = bind_ts(ts) if bind_ts is not None else ts
         sha256 = hashlib.sha256
         rows: list[tuple[object, ...]] = []
@@ -104,20 +94,7 @@ class OplogStore:
             for level, index, digest in frontier.append(leaf):
                 if level % NODE_LEVEL_STEP == 0:
                     nodes.append((level, index, digest))
-            actor = record.actor
-            rows.append(
-                (
-                    seq,
-                    ts_param,
-                    record.action,
-                    actor.kind.value,
-                    actor.id,
-                    record.subject.account_id,
-                    record.correlation_id,
-                    data,
-                    chain,
-                )
-            )
+            rows.append((seq, ts_param, record.action, record.subject.account_id, data, chain))
             appended.append(AppendedEntry(seq, ts, leaf))
             seq += 1
         if rows:

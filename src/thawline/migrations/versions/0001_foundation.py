@@ -54,17 +54,13 @@ def upgrade() -> None:
         sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("ts", UTCDateTime(), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
-        sa.Column("actor_kind", sa.String(length=16), nullable=False),
-        sa.Column("actor_id", sa.String(length=128), nullable=False),
         sa.Column("account_id", sa.String(length=64), nullable=True),
-        sa.Column("correlation_id", sa.String(length=128), nullable=True),
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.Column("chain", sa.LargeBinary(length=32), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_oplog_entry")),
     )
     with op.batch_alter_table("oplog_entry", schema=None) as batch_op:
         batch_op.create_index("ix_oplog_entry_account", ["account_id", "seq"], unique=False)
-        batch_op.create_index("ix_oplog_entry_ts", ["ts"], unique=False)
 
     op.create_table(
         "oplog_head",
@@ -132,7 +128,6 @@ def downgrade() -> None:
     op.drop_table("oplog_node")
     op.drop_table("oplog_head")
     with op.batch_alter_table("oplog_entry", schema=None) as batch_op:
-        batch_op.drop_index("ix_oplog_entry_ts")
         batch_op.drop_index("ix_oplog_entry_account")
 
     op.drop_table("oplog_entry")
