@@ -51,7 +51,7 @@ def build_records(total: int) -> tuple[list[LogRecord], float]:
 
 
 def append_batched(rt: Runtime, records: list[LogRecord], batch: int) -> float:
-    """Entries per second appended in transactions of ``batch``: number, time, hash, chain, tree, insert, commit."""
+    """Entries per second appended in transactions of ``batch`` (number, time, hash, chain, tree, store)."""
     total = len(records)
     started = time.perf_counter()
     for start in range(0, total, batch):

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from tests.helpers import append
-from tests.integration.tamper import bypassing_triggers
+from tests.integration.tamper import edit_bundle
 from thawline.config import Settings
 from thawline.services.runtime import build_runtime
 
@@ -78,13 +77,11 @@ def test_verify_names_the_first_bad_entry_and_exits_non_zero(workdir: Path) -> N
     rt = build_runtime(
         Settings(database_url=f"sqlite:///{workdir / 'thawline.db'}", data_dir=workdir / "thawline-data")
     )  # type: ignore[call-arg]
-    with bypassing_triggers(rt.engine) as conn:
-        conn.execute(
-            text(
-                "UPDATE oplog_entry SET data = CAST(REPLACE(CAST(data AS TEXT), 'frozen', 'active') "
-                "AS BLOB) WHERE seq = 123"
-            )
-        )
+
+    def alter(entries: list[bytes], _c: list[bytes], _a: list[str], i: int) -> None:
+        entries[i] = entries[i].replace(b"frozen", b"active")
+
+    edit_bundle(rt.engine, 123, alter)
     rt.close()
     proc = thawline(workdir, "log", "verify", ok=False)
     assert proc.returncode == 1

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from tests.helpers import record
 from thawline.oplog.entry import decode_entry
@@ -42,11 +41,9 @@ def _writer(runtime: Runtime, name: str, count: int, batch: int) -> subprocess.P
 
 
 def _correlations(runtime: Runtime) -> dict[str, int]:
-    with runtime.engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT data, seq FROM oplog_entry WHERE action = 'test.appended'")
-        )
-        return {decode_entry(bytes(r.data))["correlation_id"]: r.seq for r in rows}
+    with UnitOfWork(runtime, read_only=True) as uow:
+        rows = uow.oplog.entries(action="test.appended")
+        return {decode_entry(data)["correlation_id"]: seq for seq, data, _chain in rows}
 
 
 def test_threads_appending_at_once_make_one_contiguous_chain(runtime: Runtime) -> None:

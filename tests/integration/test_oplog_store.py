@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.helpers import append, record
-from thawline.adapters.db.schema import oplog_entry
+from thawline.adapters.db.schema import oplog_bundle
 from thawline.domain.clock import FakeClock
 from thawline.domain.errors import UnrecordedChangeError
 from thawline.oplog import bundles
@@ -41,7 +41,7 @@ def test_stored_bytes_are_the_canonical_entry_with_utc_time(runtime: Runtime, cl
     append(runtime, 1)
     with UnitOfWork(runtime, read_only=True) as uow:
         ((_seq, data, _chain),) = list(uow.oplog.entries())
-        typed = uow.conn.execute(select(oplog_entry.c.ts)).scalar()
+        typed = uow.conn.execute(select(oplog_bundle.c.ts)).scalar()
     doc = decode_entry(bytes(data))
     assert doc["seq"] == 0
     assert doc["ts"] == clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -79,8 +79,8 @@ def test_a_change_without_a_record_cannot_commit(runtime: Runtime) -> None:
 @pytest.mark.parametrize(
     "statement",
     [
-        "UPDATE oplog_entry SET action = 'x'",
-        "DELETE FROM oplog_entry",
+        "UPDATE oplog_bundle SET accounts = 'x'",
+        "DELETE FROM oplog_bundle",
         "UPDATE oplog_checkpoint SET note = 'x'",
         "DELETE FROM oplog_node",
     ],

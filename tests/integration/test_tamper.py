@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
 from tests.helpers import append
-from tests.integration.tamper import bypassing_triggers
+from tests.integration.tamper import bypassing_triggers, edit_bundle, truncate
 from thawline.oplog.merkle import leaf_hash
 from thawline.oplog.note import Checkpoint, Signer
 from thawline.services.runtime import Runtime
@@ -35,58 +35,67 @@ def _fail_at(rt: Runtime) -> tuple[int, str]:
     return report.problem.seq, report.problem.what
 
 
-def _data(rt: Runtime, seq: int) -> bytes:
-    with rt.engine.connect() as conn:
-        return bytes(
-            conn.execute(text("SELECT data FROM oplog_entry WHERE seq = :s"), {"s": seq}).scalar_one()
-        )
-
-
 def test_changing_one_byte_is_caught_at_that_entry(log: Runtime) -> None:
-    data = bytearray(_data(log, 321))
-    data[data.index(b"frozen")] ^= 0x01  # "frozen" -> "grozen"
-    with bypassing_triggers(log.engine) as conn:
-        conn.execute(text("UPDATE oplog_entry SET data = :d WHERE seq = 321"), {"d": bytes(data)})
+    def flip(entries: list[bytes], _c: list[bytes], _a: list[str], i: int) -> None:
+        data = bytearray(entries[i])
+        data[data.index(b"frozen")] ^= 0x01  # "frozen" -> "grozen"
+        entries[i] = bytes(data)
+
+    edit_bundle(log.engine, 321, flip)
     seq, what = _fail_at(log)
     assert seq == 321
     assert "hash chain" in what
 
 
-def test_deleting_an_entry_is_caught_at_the_gap(log: Runtime) -> None:
+def test_deleting_an_entry_is_caught_where_it_was(log: Runtime) -> None:
+    def drop(entries: list[bytes], chains: list[bytes], accounts: list[str], i: int) -> None:
+        del entries[i], chains[i], accounts[i]
+
+    edit_bundle(log.engine, 42, drop)
+    assert _fail_at(log)[0] == 42
+
+
+def test_deleting_a_whole_commit_is_caught_at_the_gap(log: Runtime) -> None:
     with bypassing_triggers(log.engine) as conn:
-        conn.execute(text("DELETE FROM oplog_entry WHERE seq = 42"))
+        conn.execute(text("DELETE FROM oplog_bundle WHERE first_seq = 200"))
     seq, what = _fail_at(log)
-    assert seq == 42
+    assert seq == 200
     assert "missing" in what
 
 
 def test_swapping_two_entries_is_caught_at_the_first(log: Runtime) -> None:
-    a, b = _data(log, 250), _data(log, 251)
-    with bypassing_triggers(log.engine) as conn:
-        conn.execute(text("UPDATE oplog_entry SET data = :d WHERE seq = 250"), {"d": b})
-        conn.execute(text("UPDATE oplog_entry SET data = :d WHERE seq = 251"), {"d": a})
+    def swap(entries: list[bytes], _c: list[bytes], _a: list[str], i: int) -> None:
+        entries[i], entries[i + 1] = entries[i + 1], entries[i]
+
+    edit_bundle(log.engine, 250, swap)
     assert _fail_at(log)[0] == 250
 
 
-def test_swapping_whole_rows_including_chain_is_caught(log: Runtime) -> None:
-    with bypassing_triggers(log.engine) as conn:
-        conn.execute(text("UPDATE oplog_entry SET seq = -1 WHERE seq = 10"))
-        conn.execute(text("UPDATE oplog_entry SET seq = 10 WHERE seq = 11"))
-        conn.execute(text("UPDATE oplog_entry SET seq = 11 WHERE seq = -1"))
+def test_swapping_two_entries_with_their_chain_values_is_caught(log: Runtime) -> None:
+    def swap(entries: list[bytes], chains: list[bytes], _a: list[str], i: int) -> None:
+        entries[i], entries[i + 1] = entries[i + 1], entries[i]
+        chains[i], chains[i + 1] = chains[i + 1], chains[i]
+
+    edit_bundle(log.engine, 10, swap)
     assert _fail_at(log)[0] == 10
 
 
-def test_truncating_the_tail_is_caught_where_the_log_now_ends(log: Runtime) -> None:
+def test_a_malformed_bundle_is_caught_at_its_first_entry(log: Runtime) -> None:
     with bypassing_triggers(log.engine) as conn:
-        conn.execute(text("DELETE FROM oplog_entry WHERE seq >= 550"))
+        conn.execute(text("UPDATE oplog_bundle SET n_entries = 99 WHERE first_seq = 300"))
+    assert _fail_at(log)[0] == 300
+
+
+def test_truncating_the_tail_is_caught_where_the_log_now_ends(log: Runtime) -> None:
+    truncate(log.engine, 550)
     seq, what = _fail_at(log)
     assert seq == 550
     assert "truncated" in what
 
 
-def test_truncating_entries_checkpoints_and_nodes_is_caught_by_the_head(log: Runtime) -> None:
+def test_truncating_entries_and_checkpoints_is_caught_by_the_head(log: Runtime) -> None:
+    truncate(log.engine, 550)
     with bypassing_triggers(log.engine) as conn:
-        conn.execute(text("DELETE FROM oplog_entry WHERE seq >= 550"))
         conn.execute(text("DELETE FROM oplog_checkpoint WHERE tree_size > 500"))
     seq, what = _fail_at(log)
     assert seq == 550
@@ -110,19 +119,27 @@ def test_replacing_a_checkpoint_signed_by_another_key_is_caught(log: Runtime) ->
 
 def test_a_rechained_log_is_caught_by_the_signed_checkpoint(log: Runtime) -> None:
     """An attacker who rewrites an entry and recomputes every later chain value still meets the signature."""
-    with log.engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT seq, data, chain FROM oplog_entry WHERE seq >= 149 ORDER BY seq")
-        ).all()
-    chain = bytes(rows[0].chain)
-    rewritten = []
-    for r in rows[1:]:
-        data = bytes(r.data).replace(b"HF_10MIN", b"HF_99MIN") if r.seq == 150 else bytes(r.data)
-        chain = hashlib.sha256(chain + leaf_hash(data)).digest()
-        rewritten.append({"s": r.seq, "d": data, "c": chain})
+    state: dict[str, bytes] = {}
+
+    def rechain(entries: list[bytes], chains: list[bytes], _a: list[str], i: int) -> None:
+        entries[i] = entries[i].replace(b"HF_10MIN", b"HF_99MIN")
+        chain = chains[i - 1]
+        for j in range(i, len(entries)):
+            chain = chains[j] = hashlib.sha256(chain + leaf_hash(entries[j])).digest()
+        state["last"] = chain
+
+    edit_bundle(log.engine, 150, rechain)  # the bundle [100, 200); later bundles re-chained below
+    for first in range(200, N, 100):
+
+        def follow(entries: list[bytes], chains: list[bytes], _a: list[str], _i: int) -> None:
+            chain = state["last"]
+            for j in range(len(entries)):
+                chain = chains[j] = hashlib.sha256(chain + leaf_hash(entries[j])).digest()
+            state["last"] = chain
+
+        edit_bundle(log.engine, first, follow)
     with bypassing_triggers(log.engine) as conn:
-        conn.execute(text("UPDATE oplog_entry SET data = :d, chain = :c WHERE seq = :s"), rewritten)
-        conn.execute(text("UPDATE oplog_head SET chain = :c"), {"c": chain})
+        conn.execute(text("UPDATE oplog_head SET chain = :c"), {"c": state["last"]})
     seq, what = _fail_at(log)
     assert seq == 199  # the first signed checkpoint after the change
     assert "signed root does not match" in what

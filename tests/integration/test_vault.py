@@ -39,7 +39,7 @@ def test_values_are_encrypted_at_rest_and_readable_through_the_vault(runtime: Ru
     _subject, rid, phone = _store(runtime)
     with runtime.engine.connect() as conn:
         blobs = b"".join(bytes(r[0]) for r in conn.execute(text("SELECT ciphertext FROM vault_value")))
-        log_bytes = b"".join(bytes(r[0]) for r in conn.execute(text("SELECT data FROM oplog_entry")))
+        log_bytes = b"".join(bytes(r[0]) for r in conn.execute(text("SELECT data FROM oplog_bundle")))
     for plain in (RESIDENT_ID.encode(), PHONE.encode(), b"13800138000"):
         assert plain not in blobs
         assert plain not in log_bytes
@@ -82,5 +82,10 @@ def test_erasing_a_subject_shreds_its_data_and_the_log_still_verifies(runtime: R
 
 def test_the_log_refuses_an_identifier_in_plaintext() -> None:
     with pytest.raises(ValueError, match=r"details\.note") as caught:
-        LogRecord("holder.registered", ADMIN, Subject(account_id="acc_1"), details={"note": f"call {PHONE[3:]} back"})
+        LogRecord(
+            "holder.registered",
+            ADMIN,
+            Subject(account_id="acc_1"),
+            details={"note": f"call {PHONE[3:]} back"},
+        )
     assert PHONE[3:] not in str(caught.value)

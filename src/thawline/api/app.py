@@ -36,10 +36,13 @@ class CheckpointTimer:
         self._thread.join(timeout=10)
 
     def tick(self) -> None:
-        """Sign a checkpoint now if one is due."""
+        """Sign a checkpoint now if one is due, and bring the per-account index up to date."""
         every = self.runtime.settings.checkpoint_every_seconds
         with UnitOfWork(self.runtime) as uow:
             if self.runtime.log.checkpoint_due(uow, every) is not None:
+                uow.commit()
+        with UnitOfWork(self.runtime) as uow:
+            if uow.oplog.index_accounts():
                 uow.commit()
 
     def _run(self) -> None:

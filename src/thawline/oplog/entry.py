@@ -106,6 +106,7 @@ class LogRecord:
             raise ValueError(f"action {self.action!r} must be dotted lowercase, e.g. 'account.frozen'")
         for name, token in (
             ("actor.id", self.actor.id),
+            *((f"subject.{k}", v) for k, v in self.subject.as_json().items()),
             ("correlation_id", self.correlation_id),
             ("idempotency_key", self.idempotency_key),
             *(("reason_codes", code) for code in self.reason_codes),
@@ -179,7 +180,9 @@ def _encode_parts(doc: dict[str, JSONValue]) -> tuple[bytes, bytes, bytes]:
 def encode_entry(record: LogRecord, seq: int, ts_text: str) -> bytes:
     """Return the canonical (RFC 8785) bytes of ``record`` as entry ``seq`` at ``ts_text``."""
     head, middle, tail = record._parts
-    return b"".join((head, b',"seq":', str(seq).encode(), b",", middle, b',"ts":"', ts_text.encode(), b'",', tail))
+    return b"".join(
+        (head, b',"seq":', str(seq).encode(), b",", middle, b',"ts":"', ts_text.encode(), b'",', tail)
+    )
 
 
 def decode_entry(data: bytes) -> dict[str, JSONValue]:

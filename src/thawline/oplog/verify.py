@@ -99,13 +99,14 @@ def verify_chunk(
     last_ts = ""
     for batch in batches:
         expected = start + len(leaves)
-        # Sequence numbers are a unique, ordered key: first and last right means none is missing.
-        if batch[0][0] != expected or batch[-1][0] != expected + len(batch) - 1:
-            gap = next(expected + i for i, row in enumerate(batch) if row[0] != expected + i)
+        rows = batch
+        # Sequence numbers ascend without repeats: first and last right means none is missing.
+        if rows[0][0] != expected or rows[-1][0] != expected + len(rows) - 1:
+            gap = next(expected + i for i, row in enumerate(rows) if row[0] != expected + i)
             result.problem = Problem(gap, f"entry {gap} is missing")
-            batch = batch[: gap - expected]
-        batch_leaves = [sha256(b"\x00" + row[1]).digest() for row in batch]
-        for row, leaf in zip(batch, batch_leaves, strict=True):
+            rows = rows[: gap - expected]
+        batch_leaves = [sha256(b"\x00" + row[1]).digest() for row in rows]
+        for row, leaf in zip(rows, batch_leaves, strict=True):
             chain = sha256(chain + leaf).digest()
             if chain != row[2]:
                 result.problem = Problem(
@@ -127,7 +128,7 @@ def verify_chunk(
     result.last_ts = last_ts
     if result.problem is None and start + len(leaves) != stop:
         missing = start + len(leaves)
-        result.problem = Problem(missing, f"entry {missing} is missing (the log ends early)")
+        result.problem = Problem(missing, f"entry {missing} is missing")
     levels = _levels(leaves)
     result.frontier = _frontier(levels, len(leaves))
     result.partials = {s: _frontier(levels, s - start) for s in checkpoint_sizes if s - start <= len(leaves)}
@@ -215,7 +216,7 @@ class Assembler:
         if self.report.problem is None:
             self.report.problem = Problem(seq, what)
 
-    def add(self, chunk: ChunkResult) -> bool:
+    def add(self, chunk: ChunkResult) -> bool:  # noqa: PLR0911 (one return per kind of failure)
         """Fold in the next chunk; False once a problem was found."""
         report = self.report
         if report.problem is not None:

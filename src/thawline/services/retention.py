@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, select, update
 
-from thawline.adapters.db.schema import legal_hold, oplog_entry
+from thawline.adapters.db.schema import legal_hold, oplog_bundle
 from thawline.domain.errors import ConflictError, NotFoundError
 from thawline.oplog.entry import Actor, LogRecord, Subject
 from thawline.services.unit_of_work import UnitOfWork
@@ -103,7 +103,8 @@ def holds(uow: UnitOfWork, *, active_only: bool = True) -> list[Hold]:
 def status(uow: UnitOfWork) -> RetentionStatus:
     """Retention period, oldest entry, and the date before which entries are past retention."""
     days = uow.runtime.settings.retention_days
-    count, oldest = uow.conn.execute(select(func.count(), func.min(oplog_entry.c.ts))).one()
+    count = uow.oplog.count()
+    oldest = uow.conn.execute(select(func.min(oplog_bundle.c.ts))).scalar()
     now = uow.runtime.clock.now()
     return RetentionStatus(
         retention_days=days,

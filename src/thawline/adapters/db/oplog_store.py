@@ -10,13 +10,50 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, select, update
 
-from thawline.adapters.db.schema import oplog_checkpoint, oplog_entry, oplog_head, oplog_node
+from thawline.adapters.db.schema import (
+    oplog_account,
+    oplog_bundle,
+    oplog_checkpoint,
+    oplog_head,
+    oplog_node,
+)
 from thawline.oplog.entry import LogRecord, encode_entry, format_ts
 from thawline.oplog.merkle import CompactRange, leaf_hash, node_hash
 
 NODE_LEVEL_STEP = 8  # store aligned subtrees of 2**8, 2**16, ... leaves
 GENESIS_CHAIN = b"\x00" * 32
-_ENTRY_COLUMNS = ("seq", "ts", "action", "account_id", "data", "chain")
+_BUNDLE_COLUMNS = ("first_seq", "n_entries", "ts", "data", "chains", "accounts")
+CHAIN_SIZE = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """One stored commit: its first sequence number and its entries, chain values and accounts."""
+
+    first_seq: int
+    ts: datetime
+    entries: list[bytes]
+    chains: list[bytes]
+    accounts: list[str]
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> Bundle:
+        """Split a stored row; ValueError if its parts disagree on the number of entries."""
+        entries = bytes(row.data).split(b"\n")
+        chains_blob = bytes(row.chains)
+        chains = [chains_blob[i : i + CHAIN_SIZE] for i in range(0, len(chains_blob), CHAIN_SIZE)]
+        accounts = row.accounts.split("\n")
+        if not len(entries) == len(chains) == len(accounts) == row.n_entries:
+            raise ValueError(f"log bundle at {row.first_seq} is malformed (parts disagree on its size)")
+        return cls(row.first_seq, row.ts, entries, chains, accounts)
+
+    def rows(self, start: int = 0, stop: int | None = None) -> list[tuple[int, bytes, bytes]]:
+        """(seq, data, chain) of the entries in [start, stop)."""
+        lo = max(start - self.first_seq, 0)
+        hi = len(self.entries) if stop is None else max(min(stop - self.first_seq, len(self.entries)), 0)
+        return [(self.first_seq + i, self.entries[i], self.chains[i]) for i in range(lo, hi)]
+
+
 _NODE_COLUMNS = ("level", "idx", "hash")
 
 
@@ -35,6 +72,7 @@ class Head:
     last_ts: datetime | None
     checkpoint_size: int
     checkpoint_at: datetime | None
+    indexed_size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +115,12 @@ class OplogStore:
         """Encode, hash and insert ``records`` after ``head``; return the new head and the positions."""
         if head.last_ts is not None and ts < head.last_ts:
             ts = head.last_ts  # keep log time monotonic along the sequence
-        seq, chain, frontier = head.tree_size, head.chain, head.frontier
+        first = seq = head.tree_size
+        chain, frontier = head.chain, head.frontier
         ts_text = format_ts(ts)
-        # The hot path: raw DBAPI executemany with the timestamp bound once per batch.
-        dialect = self.conn.dialect
-        bind_ts = oplog_entry.c.ts.type.dialect_impl(dialect).bind_processor(dialect)
-        ts_param = bind_ts(ts) if bind_ts is not None else ts
         sha256 = hashlib.sha256
-        rows: list[tuple[object, ...]] = []
+        entries: list[bytes] = []
+        chains: list[bytes] = []
         nodes: list[tuple[int, int, bytes]] = []
         appended: list[AppendedEntry] = []
         for record in records:
@@ -94,19 +130,32 @@ class OplogStore:
             for level, index, digest in frontier.append(leaf):
                 if level % NODE_LEVEL_STEP == 0:
                     nodes.append((level, index, digest))
-            rows.append((seq, ts_param, record.action, record.subject.account_id, data, chain))
+            entries.append(data)
+            chains.append(chain)
             appended.append(AppendedEntry(seq, ts, leaf))
             seq += 1
-        if rows:
-            self.conn.exec_driver_sql(_insert_sql(dialect.paramstyle, "oplog_entry", _ENTRY_COLUMNS), rows)
+        if not entries:
+            return head, []
+        dialect = self.conn.dialect
+        bind_ts = oplog_bundle.c.ts.type.dialect_impl(dialect).bind_processor(dialect)
+        bundle = (
+            first,
+            len(entries),
+            bind_ts(ts) if bind_ts is not None else ts,
+            b"\n".join(entries),
+            b"".join(chains),
+            "\n".join(r.subject.account_id or "" for r in records),
+        )
+        # Raw DBAPI statements: the hot path of batched appends.
+        self.conn.exec_driver_sql(_insert_sql(dialect.paramstyle, "oplog_bundle", _BUNDLE_COLUMNS), bundle)
         if nodes:
             self.conn.exec_driver_sql(_insert_sql(dialect.paramstyle, "oplog_node", _NODE_COLUMNS), nodes)
-        new_head = Head(seq, chain, frontier, ts, head.checkpoint_size, head.checkpoint_at)
         self.conn.execute(
             update(oplog_head)
             .where(oplog_head.c.id == 1)
             .values(tree_size=seq, chain=chain, frontier=frontier.to_bytes(), last_ts=ts)
         )
+        new_head = Head(seq, chain, frontier, ts, head.checkpoint_size, head.checkpoint_at, head.indexed_size)
         return new_head, appended
 
     def add_checkpoint(self, tree_size: int, root: bytes, note: str, at: datetime) -> None:
@@ -143,9 +192,24 @@ class OplogStore:
         ).first()
         return None if r is None else StoredCheckpoint(r.tree_size, r.root, r.note, r.created_at)
 
+    def bundles(self, start: int = 0, stop: int | None = None) -> Iterator[Bundle]:
+        """Bundles holding entries in [start, stop), in order."""
+        containing = (
+            select(func.coalesce(func.max(oplog_bundle.c.first_seq), 0))
+            .where(oplog_bundle.c.first_seq <= start)
+            .scalar_subquery()
+        )
+        query = select(oplog_bundle).where(oplog_bundle.c.first_seq >= containing)
+        if stop is not None:
+            query = query.where(oplog_bundle.c.first_seq < stop)
+        for row in self.conn.execute(query.order_by(oplog_bundle.c.first_seq)):
+            yield Bundle.of(row)
+
     def entry_data(self, seq: int) -> bytes | None:
         """The stored bytes of one entry."""
-        return self.conn.execute(select(oplog_entry.c.data).where(oplog_entry.c.seq == seq)).scalar()
+        for _seq, data, _chain in self.entries(start=seq, stop=seq + 1):
+            return data
+        return None
 
     def entries(
         self,
@@ -156,34 +220,89 @@ class OplogStore:
         action: str | None = None,
         limit: int | None = None,
     ) -> Iterator[tuple[int, bytes, bytes]]:
-        """Yield (seq, data, chain) in sequence order, filtered."""
-        query = select(oplog_entry.c.seq, oplog_entry.c.data, oplog_entry.c.chain).where(
-            oplog_entry.c.seq >= start
+        """Yield (seq, data, chain) in sequence order, filtered by account and action."""
+        if limit is not None and limit <= 0:
+            return
+        found = 0
+        sources = (
+            self._account_rows(account_id, start, stop)
+            if account_id is not None
+            else self._all_rows(start, stop)
+        )
+        needle = None if action is None else f'"action":"{action}",'.encode()
+        for row in sources:
+            if needle is not None and not row[1].startswith(b"{" + needle):
+                continue
+            yield row
+            found += 1
+            if limit is not None and found >= limit:
+                return
+
+    def _all_rows(self, start: int, stop: int | None) -> Iterator[tuple[int, bytes, bytes]]:
+        for bundle in self.bundles(start, stop):
+            yield from bundle.rows(start, stop)
+
+    def _account_rows(
+        self, account_id: str, start: int, stop: int | None
+    ) -> Iterator[tuple[int, bytes, bytes]]:
+        """Indexed entries of one account, then the not-yet-indexed tail read from the bundles."""
+        indexed = self.head().indexed_size
+        query = select(oplog_account.c.seq).where(
+            oplog_account.c.account_id == account_id,
+            oplog_account.c.seq >= start,
+            oplog_account.c.seq < indexed,
         )
         if stop is not None:
-            query = query.where(oplog_entry.c.seq < stop)
-        if account_id is not None:
-            query = query.where(oplog_entry.c.account_id == account_id)
-        if action is not None:
-            query = query.where(oplog_entry.c.action == action)
-        query = query.order_by(oplog_entry.c.seq)
-        if limit is not None:
-            query = query.limit(limit)
-        for row in self.conn.execute(query):
-            yield row.seq, row.data, row.chain
+            query = query.where(oplog_account.c.seq < stop)
+        seqs = list(self.conn.execute(query.order_by(oplog_account.c.seq)).scalars())
+        cached: Bundle | None = None
+        for seq in seqs:
+            if cached is None or not cached.first_seq <= seq < cached.first_seq + len(cached.entries):
+                cached = next(self.bundles(seq, seq + 1), None)
+                if cached is None:
+                    return
+            yield from cached.rows(seq, seq + 1)
+        for bundle in self.bundles(max(start, indexed), stop):
+            for i, account in enumerate(bundle.accounts):
+                seq = bundle.first_seq + i
+                if account == account_id and seq >= max(start, indexed) and (stop is None or seq < stop):
+                    yield seq, bundle.entries[i], bundle.chains[i]
+
+    def index_accounts(self, max_entries: int = 100_000) -> int:
+        """Bring the per-account index up to the head (at most ``max_entries``); returns entries indexed.
+
+        Call inside a writing unit of work: it holds the head lock like an append.
+        """
+        head = self.lock_head()
+        start = head.indexed_size
+        stop = min(head.tree_size, start + max_entries)
+        if stop <= start:
+            return 0
+        pairs = [
+            {"account_id": account, "seq": bundle.first_seq + i}
+            for bundle in self.bundles(start, stop)
+            for i, account in enumerate(bundle.accounts)
+            if account and start <= bundle.first_seq + i < stop
+        ]
+        if pairs:
+            self.conn.execute(insert(oplog_account), pairs)
+        self.conn.execute(update(oplog_head).where(oplog_head.c.id == 1).values(indexed_size=stop))
+        return stop - start
 
     def chain_at(self, seq: int) -> bytes:
         """The chain value after entry ``seq`` (the genesis value for -1)."""
         if seq < 0:
             return GENESIS_CHAIN
-        value = self.conn.execute(select(oplog_entry.c.chain).where(oplog_entry.c.seq == seq)).scalar()
-        if value is None:
-            raise LookupError(f"no log entry {seq}")
-        return bytes(value)
+        for _seq, _data, chain in self.entries(start=seq, stop=seq + 1):
+            return chain
+        raise LookupError(f"no log entry {seq}")
 
     def count(self) -> int:
-        """Number of stored entries (not trusting the head)."""
-        return int(self.conn.execute(select(func.count()).select_from(oplog_entry)).scalar_one())
+        """Number of stored entries, from the bundles (not trusting the head)."""
+        end = self.conn.execute(
+            select(func.max(oplog_bundle.c.first_seq + oplog_bundle.c.n_entries))
+        ).scalar()
+        return int(end or 0)
 
     def subtrees(self, tree_size: int) -> SubtreeReader:
         """A Merkle subtree source over the first ``tree_size`` entries, for proofs."""
@@ -234,14 +353,10 @@ class SubtreeReader:
     def _level_hashes(self, level: int, first: int, stop: int) -> list[bytes]:
         """Hashes of aligned nodes ``first..stop-1`` at a stored level (0 = leaves)."""
         if level == 0:
-            rows = self.conn.execute(
-                select(oplog_entry.c.seq, oplog_entry.c.data)
-                .where(oplog_entry.c.seq >= first, oplog_entry.c.seq < stop)
-                .order_by(oplog_entry.c.seq)
-            ).all()
-            if len(rows) != stop - first:
+            entries = list(OplogStore(self.conn).entries(start=first, stop=stop))
+            if [e[0] for e in entries] != list(range(first, stop)):
                 raise LookupError(f"log entries {first}..{stop - 1} are incomplete")
-            return [leaf_hash(bytes(r.data)) for r in rows]
+            return [leaf_hash(e[1]) for e in entries]
         rows = self.conn.execute(
             select(oplog_node.c.idx, oplog_node.c.hash)
             .where(oplog_node.c.level == level, oplog_node.c.idx >= first, oplog_node.c.idx < stop)
@@ -260,4 +375,5 @@ def _head(r: Row[Any]) -> Head:
         last_ts=r.last_ts,
         checkpoint_size=r.checkpoint_size,
         checkpoint_at=r.checkpoint_at,
+        indexed_size=r.indexed_size,
     )

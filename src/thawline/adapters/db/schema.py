@@ -6,7 +6,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -27,19 +26,28 @@ metadata = MetaData(
     }
 )
 
-# The operation log. Append-only: triggers reject UPDATE and DELETE on these three tables.
-# Deliberately narrow: every index costs appends; ts is non-decreasing along seq, so a time range
-# is found by bisecting seq, and everything else is read from the entry bytes.
-oplog_entry = Table(
-    "oplog_entry",
+# The operation log. Append-only: triggers reject UPDATE and DELETE on the three log tables.
+# One bundle row per committed unit of work: its entries' exact RFC 8785 bytes joined by "\n"
+# (canonical JSON never contains a raw newline) and each entry's 32-byte chain value. One row
+# and no secondary index per commit is what lets batched appends run at disk speed.
+oplog_bundle = Table(
+    "oplog_bundle",
     metadata,
+    Column("first_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("n_entries", Integer, nullable=False),
+    Column("ts", UTCDateTime, nullable=False),  # every entry of a bundle has this time
+    Column("data", LargeBinary, nullable=False),  # the entries themselves, b"\n"-joined
+    Column("chains", LargeBinary, nullable=False),  # SHA-256(previous chain || leaf hash), 32 bytes each
+    Column("accounts", Text, nullable=False),  # subject account id per entry ("" for none), "\n"-joined
+)
+
+# Derived per-account index (not evidence): filled after commit by the indexer; readers cover the
+# not-yet-indexed tail from oplog_bundle.accounts, so a query is always complete.
+oplog_account = Table(
+    "oplog_account",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("ts", UTCDateTime, nullable=False),
-    Column("action", String(64), nullable=False),
-    Column("account_id", String(64)),
-    Column("data", LargeBinary, nullable=False),  # the exact RFC 8785 bytes; the entry itself
-    Column("chain", LargeBinary(32), nullable=False),  # SHA-256(previous chain || leaf hash)
-    Index("ix_oplog_entry_account", "account_id", "seq"),
 )
 
 # Hashes of complete, aligned Merkle subtrees at levels 8, 16, 24, ... (256, 65536, ... leaves).
@@ -72,6 +80,7 @@ oplog_head = Table(
     Column("last_ts", UTCDateTime),
     Column("checkpoint_size", BigInteger, nullable=False),
     Column("checkpoint_at", UTCDateTime),
+    Column("indexed_size", BigInteger, nullable=False),  # oplog_account covers entries below this
 )
 
 legal_hold = Table(
@@ -118,4 +127,4 @@ vault_value = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
-APPEND_ONLY_TABLES = ("oplog_entry", "oplog_node", "oplog_checkpoint")
+APPEND_ONLY_TABLES = ("oplog_bundle", "oplog_node", "oplog_checkpoint")

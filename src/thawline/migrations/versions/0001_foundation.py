@@ -50,17 +50,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tree_size", name=op.f("pk_oplog_checkpoint")),
     )
     op.create_table(
-        "oplog_entry",
-        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        "oplog_bundle",
+        sa.Column("first_seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("n_entries", sa.Integer(), nullable=False),
         sa.Column("ts", UTCDateTime(), nullable=False),
-        sa.Column("action", sa.String(length=64), nullable=False),
-        sa.Column("account_id", sa.String(length=64), nullable=True),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.Column("chain", sa.LargeBinary(length=32), nullable=False),
-        sa.PrimaryKeyConstraint("seq", name=op.f("pk_oplog_entry")),
+        sa.Column("chains", sa.LargeBinary(), nullable=False),
+        sa.Column("accounts", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("first_seq", name=op.f("pk_oplog_bundle")),
     )
-    with op.batch_alter_table("oplog_entry", schema=None) as batch_op:
-        batch_op.create_index("ix_oplog_entry_account", ["account_id", "seq"], unique=False)
+    op.create_table(
+        "oplog_account",
+        sa.Column("account_id", sa.String(length=64), nullable=False),
+        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.PrimaryKeyConstraint("account_id", "seq", name=op.f("pk_oplog_account")),
+    )
 
     op.create_table(
         "oplog_head",
@@ -71,6 +75,7 @@ def upgrade() -> None:
         sa.Column("last_ts", UTCDateTime(), nullable=True),
         sa.Column("checkpoint_size", sa.BigInteger(), nullable=False),
         sa.Column("checkpoint_at", UTCDateTime(), nullable=True),
+        sa.Column("indexed_size", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_oplog_head")),
     )
     op.create_table(
@@ -107,8 +112,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_vault_value_subject_id"), ["subject_id"], unique=False)
     op.execute(
         sa.text(
-            "INSERT INTO oplog_head (id, tree_size, chain, frontier, checkpoint_size) "
-            "VALUES (1, 0, :zero, :empty, 0)"
+            "INSERT INTO oplog_head (id, tree_size, chain, frontier, checkpoint_size, indexed_size) "
+            "VALUES (1, 0, :zero, :empty, 0, 0)"
         ).bindparams(zero=b"\x00" * 32, empty=b"\x00" * 8)
     )
     for statement in triggers.create_statements(op.get_bind().dialect.name):
@@ -127,10 +132,8 @@ def downgrade() -> None:
     op.drop_table("vault_subject")
     op.drop_table("oplog_node")
     op.drop_table("oplog_head")
-    with op.batch_alter_table("oplog_entry", schema=None) as batch_op:
-        batch_op.drop_index("ix_oplog_entry_account")
-
-    op.drop_table("oplog_entry")
+    op.drop_table("oplog_account")
+    op.drop_table("oplog_bundle")
     op.drop_table("oplog_checkpoint")
     op.drop_table("legal_hold")
     op.drop_table("api_key")
