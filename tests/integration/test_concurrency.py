@@ -111,4 +111,4 @@ def test_sigkill_during_an_append_burst_loses_no_acknowledged_entry(runtime: Run
     # The log keeps working after the crash.
     with UnitOfWork(runtime) as uow:
         uow.record(record(0))
-        assert uow.commit()[0].seq == report.entries
+        assert uow.commit()[0] == report.entries

@@ -38,7 +38,7 @@ def main() -> None:
                     )
                 )
             appended = uow.commit()
-        out.write("".join(f"ACK {a.seq} {cid}\n" for a, cid in zip(appended, ids, strict=True)))
+        out.write("".join(f"ACK {seq} {cid}\n" for seq, cid in zip(appended, ids, strict=True)))
         out.flush()
     rt.close()
 

@@ -327,3 +327,26 @@ def test_consistency_builder_refuses_sizes_that_cannot_be_proved(old: int, new: 
 def test_builders_refuse_a_storage_layer_that_returns_a_bad_hash() -> None:
     with pytest.raises(ValueError, match="32-byte hash"):
         inclusion_proof_from(lambda _s, _e: b"bad", 0, 2)
+
+
+@given(
+    st.integers(min_value=0, max_value=70),
+    st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=6),
+    st.sampled_from([1, 2, 3]),
+)
+def test_extend_matches_appending_leaf_by_leaf(prefix: int, batches: list[int], step: int) -> None:
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(prefix + sum(batches))]
+    one_by_one = CompactRange()
+    expected = []
+    for leaf in leaves[:prefix]:
+        one_by_one.append(leaf)
+    bulk = CompactRange(one_by_one.size, one_by_one.hashes)
+    got = []
+    at = prefix
+    for n in batches:
+        for leaf in leaves[at : at + n]:
+            expected += [c for c in one_by_one.append(leaf) if c[0] % step == 0]
+        got += bulk.extend(leaves[at : at + n], step)
+        at += n
+        assert bulk == one_by_one
+    assert sorted(got) == sorted(expected)

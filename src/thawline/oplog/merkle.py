@@ -18,6 +18,7 @@ return False, never raise, on any malformed input.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from hashlib import sha256
 from typing import TypeGuard
@@ -291,6 +292,34 @@ class CompactRange:
             size >>= 1
         hashes.append(h)
         self._size = new_size
+        return completed
+
+    def extend(self, leaf_hashes: Sequence[bytes], node_step: int = 1) -> list[tuple[int, int, bytes]]:
+        """Append many leaf hashes; return the completed aligned nodes at levels divisible by ``node_step``.
+
+        Whole aligned blocks are reduced level by level (one list comprehension per level), which is
+        several times faster than appending leaf by leaf.
+        """
+        completed: list[tuple[int, int, bytes]] = []
+        i, n = 0, len(leaf_hashes)
+        sha256 = hashlib.sha256
+        while i < n:
+            size = self._size
+            k = (size & -size).bit_length() - 1 if size else 62
+            while (1 << k) > n - i:
+                k -= 1
+            block = list(leaf_hashes[i : i + (1 << k)])
+            if any(type(h) is not bytes or len(h) != HASH_SIZE for h in block):
+                raise ValueError(f"leaf hashes must be {HASH_SIZE} bytes")
+            level = 0
+            while len(block) > 1:
+                block = [sha256(b"\x01" + block[j] + block[j + 1]).digest() for j in range(0, len(block), 2)]
+                level += 1
+                if level % node_step == 0:
+                    base = size >> level
+                    completed.extend((level, base + j, h) for j, h in enumerate(block))
+            completed.extend(c for c in self.append_subtree(k, block[0]) if c[0] % node_step == 0)
+            i += 1 << k
         return completed
 
     def root(self) -> bytes:

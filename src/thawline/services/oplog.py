@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from thawline.adapters.db.oplog_store import AppendedEntry, Head, OplogStore, StoredCheckpoint
+from thawline.adapters.db.oplog_store import Head, OplogStore, StoredCheckpoint
 from thawline.domain.clock import Clock
 from thawline.oplog.entry import LogRecord
 from thawline.oplog.note import Checkpoint, Signer
@@ -23,8 +23,8 @@ class LogWriter:
         self.origin = origin
         self.checkpoint_every = checkpoint_every
 
-    def append(self, uow: UnitOfWork, records: Sequence[LogRecord]) -> list[AppendedEntry]:
-        """Append ``records`` in ``uow``'s transaction, holding the head lock until commit."""
+    def append(self, uow: UnitOfWork, records: Sequence[LogRecord]) -> range:
+        """Append ``records`` in ``uow``'s transaction (head locked until commit); return their numbers."""
         store = uow.oplog
         head = store.lock_head()
         head, appended = store.append(head, records, self.clock.now())

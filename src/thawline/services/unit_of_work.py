@@ -9,7 +9,7 @@ from typing import Self
 from sqlalchemy import Connection
 
 from thawline.adapters.db.engine import READ_ONLY
-from thawline.adapters.db.oplog_store import AppendedEntry, OplogStore
+from thawline.adapters.db.oplog_store import OplogStore
 from thawline.domain.errors import UnrecordedChangeError
 from thawline.oplog.entry import LogRecord
 from thawline.services.runtime import Runtime
@@ -29,7 +29,7 @@ class UnitOfWork:
         self._records: list[LogRecord] = []
         self._changed = False
         self._after_commit: list[Callable[[], None]] = []
-        self.appended: list[AppendedEntry] = []
+        self.appended = range(0)
 
     def __enter__(self) -> Self:
         conn = self.runtime.engine.connect()
@@ -76,8 +76,8 @@ class UnitOfWork:
         """Run ``callback`` once the transaction has committed (never on rollback)."""
         self._after_commit.append(callback)
 
-    def commit(self) -> list[AppendedEntry]:
-        """Append the queued records, sign a checkpoint if one is due, and commit."""
+    def commit(self) -> range:
+        """Append the queued records, sign a checkpoint if one is due, and commit; returns their numbers."""
         if self._changed and not self._records:
             raise UnrecordedChangeError("state changed without an operation-log record")
         if self._records:

@@ -76,15 +76,6 @@ class Head:
 
 
 @dataclass(frozen=True, slots=True)
-class AppendedEntry:
-    """Where a record landed."""
-
-    seq: int
-    ts: datetime
-    leaf_hash: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class StoredCheckpoint:
     """A signed checkpoint as stored."""
 
@@ -109,33 +100,24 @@ class OplogStore:
         """Read the head without locking."""
         return _head(self.conn.execute(select(oplog_head).where(oplog_head.c.id == 1)).one())
 
-    def append(
-        self, head: Head, records: Sequence[LogRecord], ts: datetime
-    ) -> tuple[Head, list[AppendedEntry]]:
-        """Encode, hash and insert ``records`` after ``head``; return the new head and the positions."""
+    def append(self, head: Head, records: Sequence[LogRecord], ts: datetime) -> tuple[Head, range]:
+        """Encode, hash and insert ``records`` after ``head``; return the new head and their numbers."""
         if head.last_ts is not None and ts < head.last_ts:
             ts = head.last_ts  # keep log time monotonic along the sequence
-        first = seq = head.tree_size
+        first = head.tree_size
         chain, frontier = head.chain, head.frontier
         ts_text = format_ts(ts)
         sha256 = hashlib.sha256
-        entries: list[bytes] = []
+        entries = [encode_entry(record, first + i, ts_text) for i, record in enumerate(records)]
+        leaves = [sha256(b"\x00" + data).digest() for data in entries]
         chains: list[bytes] = []
-        nodes: list[tuple[int, int, bytes]] = []
-        appended: list[AppendedEntry] = []
-        for record in records:
-            data = encode_entry(record, seq, ts_text)
-            leaf = sha256(b"\x00" + data).digest()
+        for leaf in leaves:
             chain = sha256(chain + leaf).digest()
-            for level, index, digest in frontier.append(leaf):
-                if level % NODE_LEVEL_STEP == 0:
-                    nodes.append((level, index, digest))
-            entries.append(data)
             chains.append(chain)
-            appended.append(AppendedEntry(seq, ts, leaf))
-            seq += 1
+        nodes = frontier.extend(leaves, NODE_LEVEL_STEP)
+        seq = first + len(entries)
         if not entries:
-            return head, []
+            return head, range(first, first)
         dialect = self.conn.dialect
         bind_ts = oplog_bundle.c.ts.type.dialect_impl(dialect).bind_processor(dialect)
         bundle = (
@@ -156,7 +138,7 @@ class OplogStore:
             .values(tree_size=seq, chain=chain, frontier=frontier.to_bytes(), last_ts=ts)
         )
         new_head = Head(seq, chain, frontier, ts, head.checkpoint_size, head.checkpoint_at, head.indexed_size)
-        return new_head, appended
+        return new_head, range(first, seq)
 
     def add_checkpoint(self, tree_size: int, root: bytes, note: str, at: datetime) -> None:
         """Store a signed checkpoint and remember it in the head."""
