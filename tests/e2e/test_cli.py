@@ -123,10 +123,20 @@ def test_legal_holds_are_recorded_and_listed(workdir: Path) -> None:
     status = json.loads(thawline(workdir, "log", "retention", "--json").stdout)
     assert status["retention_days"] >= 1826
     assert status["active_holds"][0]["reason"] == "court-order-77"
+    assert status["held_accounts"] == ["acc_1"]
+    whole = thawline(workdir, "log", "hold", "add", "--reason", "regulator-inquiry").stdout.strip()
+    held = json.loads(thawline(workdir, "log", "retention", "--json").stdout)
+    assert held["past_retention_before"] is None  # a hold on the whole log keeps everything
+    thawline(workdir, "log", "hold", "release", whole)
     thawline(workdir, "log", "hold", "release", hold_id)
     assert json.loads(thawline(workdir, "log", "hold", "list").stdout) == []
     shown = thawline(workdir, "log", "show", "--from", "300").stdout.splitlines()
-    assert [json.loads(line)["action"] for line in shown] == ["legal_hold.placed", "legal_hold.released"]
+    assert [json.loads(line)["action"] for line in shown] == [
+        "legal_hold.placed",
+        "legal_hold.placed",
+        "legal_hold.released",
+        "legal_hold.released",
+    ]
 
 
 def test_serve_answers_health_and_readiness(tmp_path: Path) -> None:

@@ -225,7 +225,8 @@ def retention_status(json_out: Annotated[bool, typer.Option("--json")] = False) 
         "entries": st.entries,
         "oldest_entry_at": st.oldest_entry_at.isoformat() if st.oldest_entry_at else None,
         "oldest_kept_until": st.keep_until.isoformat() if st.keep_until else None,
-        "past_retention_before": st.eligible_before.isoformat(),
+        "past_retention_before": st.eligible_before.isoformat() if st.eligible_before else None,
+        "held_accounts": st.held_accounts,
         "active_holds": [
             {"id": h.id, "account_id": h.account_id, "reason": h.reason} for h in st.active_holds
         ],

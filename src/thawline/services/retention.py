@@ -40,7 +40,8 @@ class RetentionStatus:
     oldest_entry_at: datetime | None
     keep_until: datetime | None
     active_holds: list[Hold]
-    eligible_before: datetime  # entries older than this are past retention
+    eligible_before: datetime | None  # entries older than this are past retention; None while the log is held
+    held_accounts: list[str]  # their entries stay, whatever their age
 
 
 def place_hold(uow: UnitOfWork, account_id: str | None, reason: str, actor: Actor) -> Hold:
@@ -106,11 +107,14 @@ def status(uow: UnitOfWork) -> RetentionStatus:
     count = uow.oplog.count()
     oldest = uow.conn.execute(select(func.min(oplog_bundle.c.ts))).scalar()
     now = uow.runtime.clock.now()
+    active = holds(uow)
+    whole_log_held = any(h.account_id is None for h in active)
     return RetentionStatus(
         retention_days=days,
         entries=int(count),
         oldest_entry_at=oldest,
-        keep_until=None if oldest is None else oldest + timedelta(days=days),
-        active_holds=holds(uow),
-        eligible_before=now - timedelta(days=days),
+        keep_until=None if oldest is None or whole_log_held else oldest + timedelta(days=days),
+        active_holds=active,
+        eligible_before=None if whole_log_held else now - timedelta(days=days),
+        held_accounts=sorted({h.account_id for h in active if h.account_id is not None}),
     )
