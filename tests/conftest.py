@@ -16,7 +16,6 @@ from thawline.domain.clock import FakeClock
 from thawline.services.runtime import Runtime, build_runtime
 
 POSTGRES_URL = os.environ.get("THAWLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-SHARED_TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 
 
 def _pg_conninfo(url: str) -> str:

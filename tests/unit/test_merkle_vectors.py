@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.testdata import shared_testdata
 from thawline.oplog.merkle import (
     EMPTY_ROOT,
     consistency_proof,
@@ -21,9 +21,7 @@ from thawline.oplog.merkle import (
     verify_inclusion,
 )
 
-VECTORS_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "merkle_vectors.json"
-if not VECTORS_PATH.is_file():
-    raise FileNotFoundError(f"Merkle test vectors are missing: expected them at {VECTORS_PATH}")
+VECTORS_PATH = shared_testdata("merkle_vectors.json")
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 
 TREE = VECTORS["reference_tree_8"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.testdata import shared_testdata
 from thawline.oplog.note import (
     Checkpoint,
     NoteError,
@@ -24,9 +24,7 @@ from thawline.oplog.note import (
     parse_vkey,
 )
 
-VECTORS_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "merkle_vectors.json"
-if not VECTORS_PATH.is_file():
-    raise FileNotFoundError(f"Merkle test vectors are missing: expected them at {VECTORS_PATH}")
+VECTORS_PATH = shared_testdata("merkle_vectors.json")
 EXAMPLE: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))["signed_note_ed25519"]
 
 ROOT = bytes(range(32))
