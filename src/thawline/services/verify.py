@@ -14,7 +14,7 @@ from itertools import pairwise
 
 from sqlalchemy import Connection, Engine, select, text
 
-from thawline.adapters.db.engine import create_db_engine
+from thawline.adapters.db.engine import READ_ONLY, create_db_engine
 from thawline.adapters.db.oplog_store import Bundle, OplogStore
 from thawline.adapters.db.schema import oplog_node
 from thawline.oplog.merkle import consistency_proof_from, verify_consistency
@@ -93,7 +93,7 @@ def _run(
 ) -> Iterator[ChunkResult]:
     """Yield chunk results in order, from a process pool or inline."""
     if workers <= 1:
-        with runtime.engine.connect() as conn:
+        with runtime.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             for start, stop, sizes in jobs:
                 yield _verify_range(conn, start, stop, sizes, deep)
         return
@@ -117,7 +117,8 @@ def _worker(url: str, start: int, stop: int, sizes: list[int], deep: bool) -> Ch
     engine = _worker_engine.get(url)
     if engine is None:
         engine = _worker_engine[url] = create_db_engine(url)
-    with engine.connect() as conn:
+    # Read-only: a plain BEGIN, so workers neither serialise on nor block the write lock.
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
         return _verify_range(conn, start, stop, sizes, deep)
 
 
