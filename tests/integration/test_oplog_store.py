@@ -153,3 +153,15 @@ def test_timed_checkpoint_waits_for_its_interval(runtime: Runtime, clock: FakeCl
         uow.commit()
     assert cp is not None
     assert cp.tree_size == 120
+
+
+def test_a_read_only_unit_of_work_does_not_block_writers(runtime: Runtime) -> None:
+    """Verification and queries read in read-only units of work; appends must not wait for them."""
+    append(runtime, 10)
+    with UnitOfWork(runtime, read_only=True) as reader:
+        assert reader.oplog.count() == 10
+        with UnitOfWork(runtime) as writer:
+            if writer.conn.dialect.name == "sqlite":
+                writer.conn.exec_driver_sql("PRAGMA busy_timeout=0")  # fail at once instead of waiting
+            writer.record(record(99))
+            assert list(writer.commit()) == [10]

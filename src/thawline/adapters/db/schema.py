@@ -6,9 +6,11 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     SmallInteger,
     String,
     Table,
@@ -128,3 +130,48 @@ vault_value = Table(
 )
 
 APPEND_ONLY_TABLES = ("oplog_bundle", "oplog_node", "oplog_checkpoint")
+
+# Accounts registered by integrators. Holder identifiers live in the vault; only vault ids here.
+account = Table(
+    "account",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("integrator", String(64), nullable=False),
+    Column("holder_subject_id", String(40), ForeignKey("vault_subject.id"), nullable=False),
+    Column("identity_refs", Text, nullable=False),  # JSON: kind -> vault value id(s)
+    Column("identity_digest", LargeBinary(32), nullable=False),  # keyed hash of the registration, for replays
+    Column("kyc_level", String(16), nullable=False),
+    Column("vip_tier", SmallInteger, nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+freeze = Table(
+    "freeze",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(64), ForeignKey("account.id"), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("limit_amount", Numeric(24, 6)),
+    Column("currency", String(3)),
+    Column("channel", String(64)),
+    Column("counterparty", String(128)),
+    Column("category", String(24), nullable=False),
+    Column("reason_codes", Text, nullable=False),  # space-separated
+    Column("source", String(24), nullable=False),
+    Column("source_ref", String(128), nullable=False),
+    Column("legal_basis", Text, nullable=False),
+    Column("internal_reason", Text, nullable=False),
+    Column("holder_reason", Text, nullable=False),
+    Column("evidence", Text, nullable=False),  # space-separated kind:id references
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("review_by", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("status", String(16), nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("ended_by", String(128)),
+    Column("end_reason", Text),
+    Column("idempotency_key", String(128), unique=True),
+    Index("ix_freeze_account_status", "account_id", "status"),
+)

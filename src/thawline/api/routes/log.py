@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -152,21 +153,21 @@ def export(
     to_seq: Annotated[int | None, Query(ge=1, description="Exclusive end.")] = None,
 ) -> StreamingResponse:
     """JSON Lines export of a range with per-entry proofs and the covering checkpoint."""
-    uow = UnitOfWork(runtime, read_only=True).__enter__()
+    # The unit of work must outlive this function: the response streams from it afterwards.
+    stack = ExitStack()
+    uow = stack.enter_context(UnitOfWork(runtime, read_only=True))
     try:
         lines = proofs.export(uow, from_seq, to_seq, runtime.settings.log_origin)
         first = next(lines)  # raises problems (no checkpoint, bad range) before streaming starts
     except BaseException:
-        uow.__exit__(None, None, None)
+        stack.close()
         raise
 
     def stream() -> Iterator[bytes]:
-        try:
+        with stack:
             yield orjson.dumps(first) + b"\n"
             for line in lines:
                 yield orjson.dumps(line) + b"\n"
-        finally:
-            uow.__exit__(None, None, None)
 
     return StreamingResponse(
         stream(),
