@@ -17,6 +17,7 @@ class Scope(StrEnum):
     EVENTS_WRITE = "events:write"
     ACCOUNTS_READ = "accounts:read"
     ACCOUNTS_WRITE = "accounts:write"
+    FREEZES_WRITE = "freezes:write"
     AUTHZ_CHECK = "authz:check"
     ADMIN = "admin"
 
