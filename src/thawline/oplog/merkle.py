@@ -249,36 +249,19 @@ class CompactRange:
 
     def append(self, leaf_hash: bytes) -> list[tuple[int, int, bytes]]:
         """Append a leaf hash; return (level, index, hash) of each level >= 1 aligned subtree it completed."""
-        if type(leaf_hash) is not bytes or len(leaf_hash) != HASH_SIZE:
-            raise ValueError(f"leaf hash must be {HASH_SIZE} bytes")
-        size = self._size
-        if size >= MAX_SIZE:
+        if self._size >= MAX_SIZE:
             raise ValueError("tree is full")
-        completed: list[tuple[int, int, bytes]] = []
-        hashes = self._hashes
-        new_size = size + 1
-        h = leaf_hash
-        level = 0
-        # Each trailing one bit of the old size is a perfect subtree the new leaf now completes.
-        while size & 1:
-            c = _NODE_PREFIX.copy()
-            c.update(hashes.pop())
-            c.update(h)
-            h = c.digest()
-            level += 1
-            completed.append((level, (new_size >> level) - 1, h))
-            size >>= 1
-        hashes.append(h)
-        self._size = new_size
-        return completed
+        return self.append_subtree(0, leaf_hash)
 
     def append_subtree(self, level: int, digest: bytes) -> list[tuple[int, int, bytes]]:
         """Append a whole perfect subtree of 2**level leaves; the size must be a multiple of 2**level.
 
         Returns the aligned subtrees above ``level`` that this completed, as :meth:`append` does.
         """
+        if type(digest) is not bytes or len(digest) != HASH_SIZE:
+            raise ValueError(f"a subtree or leaf hash must be {HASH_SIZE} bytes")
         width = 1 << level
-        if level < 0 or self._size % width or type(digest) is not bytes or len(digest) != HASH_SIZE:
+        if level < 0 or self._size % width:
             raise ValueError(f"cannot append a level-{level} subtree at size {self._size}")
         completed: list[tuple[int, int, bytes]] = []
         hashes = self._hashes

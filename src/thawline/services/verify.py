@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from itertools import pairwise
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, select
 
 from thawline.adapters.db.engine import READ_ONLY, create_db_engine
 from thawline.adapters.db.oplog_store import Bundle, OplogStore
@@ -33,11 +33,6 @@ from thawline.oplog.verify import (
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
-_BUNDLES = text(
-    "SELECT first_seq, n_entries, ts, data, chains, accounts FROM oplog_bundle "
-    "WHERE first_seq >= (SELECT COALESCE(MAX(first_seq), 0) FROM oplog_bundle WHERE first_seq <= :start) "
-    "AND first_seq < :stop ORDER BY first_seq"
-)
 PARALLEL_FROM = 4  # chunks; below this, worker start-up costs more than it saves
 
 
@@ -133,8 +128,7 @@ def _verify_range(conn: Connection, start: int, stop: int, sizes: list[int], dee
 
     def batches() -> Iterator[list[tuple[int, bytes, bytes]]]:
         # Whole bundles come back as blobs; splitting them is the only per-entry work here.
-        query = conn.execute(_BUNDLES, {"start": start, "stop": stop})
-        for row in query:
+        for row in store.bundle_rows(start, stop):
             try:
                 bundle = Bundle.of(row)
             except ValueError:

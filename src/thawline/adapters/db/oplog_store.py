@@ -175,7 +175,12 @@ class OplogStore:
         return None if r is None else StoredCheckpoint(r.tree_size, r.root, r.note, r.created_at)
 
     def bundles(self, start: int = 0, stop: int | None = None) -> Iterator[Bundle]:
-        """Bundles holding entries in [start, stop), in order."""
+        """Bundles holding entries in [start, stop), in order (ValueError on a malformed one)."""
+        for row in self.bundle_rows(start, stop):
+            yield Bundle.of(row)
+
+    def bundle_rows(self, start: int = 0, stop: int | None = None) -> Iterator[Row[Any]]:
+        """Stored rows of the bundles holding entries in [start, stop), in order, unparsed."""
         containing = (
             select(func.coalesce(func.max(oplog_bundle.c.first_seq), 0))
             .where(oplog_bundle.c.first_seq <= start)
@@ -184,8 +189,7 @@ class OplogStore:
         query = select(oplog_bundle).where(oplog_bundle.c.first_seq >= containing)
         if stop is not None:
             query = query.where(oplog_bundle.c.first_seq < stop)
-        for row in self.conn.execute(query.order_by(oplog_bundle.c.first_seq)):
-            yield Bundle.of(row)
+        yield from self.conn.execute(query.order_by(oplog_bundle.c.first_seq))
 
     def entry_data(self, seq: int) -> bytes | None:
         """The stored bytes of one entry."""
