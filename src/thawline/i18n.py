@@ -18,6 +18,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "verify_fail": "FAIL at seq {seq}: {what}",
         "proof_ok": "OK: {what}",
         "proof_fail": "FAIL: {what}",
+        "timeline.account.registered": "Account registered",
+        "timeline.account.frozen": "Account restricted: {reason}",
+        "timeline.freeze.released": "Restriction lifted",
     },
     "zh-CN": {
         "bad_request": "请求有误",
@@ -32,6 +35,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "verify_fail": "校验失败，序号 {seq}：{what}",
         "proof_ok": "证明有效：{what}",
         "proof_fail": "证明无效：{what}",
+        "timeline.account.registered": "账户已登记",
+        "timeline.account.frozen": "账户受限：{reason}",
+        "timeline.freeze.released": "限制已解除",
     },
 }
 

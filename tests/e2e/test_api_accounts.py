@@ -108,3 +108,21 @@ def test_unknown_accounts_are_404_not_allowed(client: TestClient) -> None:
     response = client.post("/v1/authorize", json=dict(PAY, account_id="acc_unknown"))
     assert response.status_code == 404
     assert response.headers["content-type"] == PROBLEM
+
+
+def test_the_timeline_is_plain_for_the_holder_and_complete_for_staff(client: TestClient) -> None:
+    client.post("/v1/accounts", json=ACCOUNT)
+    aml = dict(FREEZE, category="aml", internal_reason="structuring pattern across 3 accounts")
+    freeze_id = client.post("/v1/accounts/acc_42/freezes", json=aml).json()["id"]
+    holder = client.get("/v1/accounts/acc_42/timeline").json()
+    assert [i["action"] for i in holder] == ["account.registered", "account.frozen"]
+    assert holder[1]["summary"].startswith("Account restricted: Your account is restricted")
+    assert "structuring" not in str(holder)
+    assert "aml" not in str(holder)
+    assert all(i["entry"] is None for i in holder)
+    zh = client.get("/v1/accounts/acc_42/timeline?lang=zh-CN").json()
+    assert zh[1]["summary"].startswith("账户受限：")
+    staff = client.get("/v1/accounts/acc_42/timeline?audience=staff").json()
+    assert staff[1]["freeze_id"] == freeze_id
+    assert staff[1]["entry"]["details"]["category"] == "aml"
+    assert "neutral" in staff[1]["summary"]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, Field
 
 from thawline.api.deps import ReadUow, RuntimeDep, require
 from thawline.domain import authorization
 from thawline.domain.apikeys import Scope
+from thawline.domain.errors import PermissionDeniedError
 from thawline.domain.freezes import (
     Direction,
     Freeze,
@@ -22,7 +23,7 @@ from thawline.domain.freezes import (
     SourceKind,
 )
 from thawline.oplog.entry import Actor, ActorKind, EvidenceRef
-from thawline.services import accounts, freezes
+from thawline.services import accounts, freezes, timeline
 from thawline.services.apikeys import ApiKeyInfo
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -269,6 +270,43 @@ def release_freeze(freeze_id: str, body: ReleaseIn, runtime: RuntimeDep, key: Ca
         language = accounts.get(uow, released.account_id).language
         uow.commit()
     return FreezeOut.of(released, language, internal=True)
+
+
+class TimelineItemOut(BaseModel):
+    """One step in an account's history, from the operation log."""
+
+    seq: int
+    ts: datetime
+    action: str
+    summary: str
+    freeze_id: str | None = None
+    entry: dict[str, Any] | None = Field(
+        default=None, description="The full log entry (staff audience only)."
+    )
+
+
+@router.get("/accounts/{account_id}/timeline", response_model=list[TimelineItemOut])
+def account_timeline(
+    account_id: str,
+    uow: ReadUow,
+    key: CanReadAccounts,
+    audience: timeline.Audience = timeline.Audience.HOLDER,
+    lang: Annotated[str | None, Query(pattern="^(zh-CN|en)$")] = None,
+) -> list[TimelineItemOut]:
+    """What happened to the account, in order; the staff audience needs freezes:write and sees every entry."""
+    if audience is timeline.Audience.STAFF and not key.allows(Scope.FREEZES_WRITE):
+        raise PermissionDeniedError("the staff timeline needs the 'freezes:write' scope")
+    return [
+        TimelineItemOut(
+            seq=i.seq,
+            ts=i.ts,
+            action=i.action,
+            summary=i.summary,
+            freeze_id=i.freeze_id,
+            entry=i.entry or None,
+        )
+        for i in timeline.timeline(uow, account_id, audience, lang)
+    ]
 
 
 @router.post("/authorize", response_model=DecisionOut)
