@@ -16,7 +16,11 @@ import pytest
 from tests.helpers import append
 from tests.integration.tamper import edit_bundle
 from thawline.config import Settings
+from thawline.domain.freezes import FreezeScope, ReasonCategory, Restriction, SourceKind
+from thawline.oplog.entry import Actor, ActorKind
+from thawline.services import accounts, freezes
 from thawline.services.runtime import build_runtime
+from thawline.services.unit_of_work import UnitOfWork
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -164,3 +168,43 @@ def test_serve_answers_health_and_readiness(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_account_commands_show_check_and_release(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'thawline.db'}", data_dir=tmp_path / "thawline-data"
+    )  # type: ignore[call-arg]
+    rt = build_runtime(settings)
+    actor = Actor(ActorKind.REVIEWER, "rv_1")
+    with UnitOfWork(rt) as uow:
+        accounts.register(uow, accounts.RegisterAccount("acc_9", "赵六", language="en"), actor)
+        uow.commit()
+    with UnitOfWork(rt) as uow:
+        made, _created = freezes.freeze_account(
+            uow,
+            freezes.FreezeAccount(
+                "acc_9",
+                Restriction(FreezeScope.DEBIT),
+                ReasonCategory.BEHAVIOR,
+                ("PROFILE_24H",),
+                SourceKind.REVIEWER,
+                "rv_1",
+                "terms §4",
+                "5 profile changes",
+                "Many changes today",
+            ),
+            actor,
+        )
+        uow.commit()
+    rt.close()
+    shown = json.loads(thawline(tmp_path, "account", "show", "acc_9").stdout)
+    assert (shown["status"], shown["freezes"][0]["id"]) == ("restricted", made.id)
+    denied = thawline(tmp_path, "account", "authorize", "acc_9", "--amount", "12.00", ok=False)
+    assert denied.returncode == 3
+    assert json.loads(denied.stdout)["holder_reason"] == "Many changes today"
+    thawline(tmp_path, "account", "authorize", "acc_9", "--amount", "12.00", "--direction", "credit")
+    thawline(tmp_path, "freeze", "release", made.id, "--reason", "holder confirmed the changes")
+    thawline(tmp_path, "account", "authorize", "acc_9", "--amount", "12.00")
+    lines = thawline(tmp_path, "account", "timeline", "acc_9", "--audience", "holder").stdout.splitlines()
+    assert [line.split()[3] for line in lines] == ["account.registered", "account.frozen", "freeze.released"]
+    assert "Restriction lifted" in lines[-1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from thawline.cli import admin, logcmd
+from thawline.cli import accounts, admin, logcmd
 
 app = typer.Typer(
     help="Thawline — freeze risky accounts, explain why, release safely, prove every step. / 冻结与解封平台",
@@ -16,6 +16,8 @@ app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.apikey_app, name="apikey")
 app.add_typer(admin.vault_app, name="vault")
 app.add_typer(logcmd.log_app, name="log")
+app.add_typer(accounts.account_app, name="account")
+app.add_typer(accounts.freeze_app, name="freeze")
 
 
 def main() -> None:
