@@ -42,11 +42,23 @@ class Settings(BaseSettings):
         default="FULL", description="SQLite durability; FULL survives power loss after commit."
     )
     auto_migrate: bool = Field(default=True, description="Apply database migrations on start.")
+    blob_dir: Path | None = Field(
+        default=None, description="Uploaded appeal materials; default <data_dir>/blobs."
+    )
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest accepted upload.")
+    appeal_requirements: Path | None = Field(
+        default=None, description="Appeal requirements matrix (TOML); default: the one shipped with Thawline."
+    )
 
     @property
     def signing_key_file(self) -> Path:
         """Where the log signing key lives."""
         return self.signing_key_path or self.data_dir / "log-signing-ed25519.pem"
+
+    @property
+    def blob_root(self) -> Path:
+        """Where uploads are stored."""
+        return self.blob_dir or self.data_dir / "blobs"
 
     @property
     def vault_key_file(self) -> Path:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from thawline import __version__
 from thawline.api import problems
-from thawline.api.routes import accounts, health, log
+from thawline.api.routes import accounts, appeals, health, log
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -82,4 +82,5 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(log.router)
     app.include_router(accounts.router)
+    app.include_router(appeals.router)
     return app

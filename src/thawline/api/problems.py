@@ -19,6 +19,7 @@ from thawline.domain.errors import (
     ThawlineError,
 )
 from thawline.i18n import pick_language, t
+from thawline.services.appeals import IncompleteAppealError
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://thawline.dev/problems/"
@@ -85,6 +86,19 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidInputError)
     async def _invalid(request: Request, exc: InvalidInputError) -> JSONResponse:
+        lang = pick_language(request.headers.get("accept-language"))
+        if isinstance(exc, IncompleteAppealError):
+            missing = [
+                {
+                    "field": "materials",
+                    "code": m.code,
+                    "kind": m.kind,
+                    "transaction_ids": list(m.transaction_ids),
+                    "message": m.message(lang),
+                }
+                for m in exc.missing
+            ]
+            return problem(request, 422, str(exc), slug="incomplete-appeal", errors=missing)
         errors = [{"field": exc.field, "message": str(exc)}] if exc.field else None
         return problem(request, 422, str(exc), slug="validation", errors=errors)
 

@@ -18,6 +18,7 @@ class Scope(StrEnum):
     ACCOUNTS_READ = "accounts:read"
     ACCOUNTS_WRITE = "accounts:write"
     FREEZES_WRITE = "freezes:write"
+    APPEALS_WRITE = "appeals:write"
     AUTHZ_CHECK = "authz:check"
     ADMIN = "admin"
 

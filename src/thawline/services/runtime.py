@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine
 
+from thawline.adapters.blobs import BlobStore
 from thawline.adapters.db.engine import create_db_engine
 from thawline.adapters.db.migrate import upgrade
 from thawline.adapters.keys import load_or_create_secret, load_or_create_signing_key
 from thawline.config import Settings
+from thawline.domain.appeals import RequirementsMatrix
 from thawline.domain.clock import Clock, SystemClock
 from thawline.oplog.note import Signer, Verifier
 from thawline.services.oplog import LogWriter
@@ -26,6 +30,8 @@ class Runtime:
     signer: Signer
     vault_master_key: bytes
     log: LogWriter = field(init=False)
+    blobs: BlobStore = field(init=False)
+    appeal_requirements: RequirementsMatrix = field(init=False)
 
     def __post_init__(self) -> None:
         self.log = LogWriter(
@@ -34,6 +40,8 @@ class Runtime:
             origin=self.settings.log_origin,
             checkpoint_every=self.settings.checkpoint_every_entries,
         )
+        self.blobs = BlobStore(self.settings.blob_root, max_bytes=self.settings.max_upload_bytes)
+        self.appeal_requirements = load_requirements(self.settings.appeal_requirements)
 
     @property
     def verifier(self) -> Verifier:
@@ -50,6 +58,19 @@ class Runtime:
     def close(self) -> None:
         """Release database connections."""
         self.engine.dispose()
+
+
+def load_requirements(path: Path | None) -> RequirementsMatrix:
+    """The appeal requirements matrix from ``path``, or the one shipped with Thawline."""
+    if path is not None:
+        text = path.read_text(encoding="utf-8")
+    else:
+        text = (
+            resources.files("thawline.resources")
+            .joinpath("appeal_requirements.toml")
+            .read_text(encoding="utf-8")
+        )
+    return RequirementsMatrix.from_toml(text)
 
 
 def build_runtime(settings: Settings | None = None, *, clock: Clock | None = None) -> Runtime:

@@ -175,3 +175,32 @@ freeze = Table(
     Column("idempotency_key", String(128), unique=True),
     Index("ix_freeze_account_status", "account_id", "status"),
 )
+
+appeal = Table(
+    "appeal",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("freeze_id", String(40), ForeignKey("freeze.id"), nullable=False, index=True),
+    Column("account_id", String(64), ForeignKey("account.id"), nullable=False, index=True),
+    Column("round", SmallInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("explanation", Text, nullable=False),
+    Column("contact_channel", String(16), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("submitted_at", UTCDateTime),
+    Column("first_response_due", UTCDateTime),
+)
+
+appeal_material = Table(
+    "appeal_material",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("appeal_id", String(40), ForeignKey("appeal.id"), nullable=False, index=True),
+    Column("kind", String(24), nullable=False),
+    Column("sha256", String(64), nullable=False),  # the upload, content-addressed in the blob store
+    Column("media_type", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("transaction_ids", Text, nullable=False),  # space-separated, for vouchers
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,213 @@
+"""Appeals over HTTP: open, upload materials, check completeness, submit, withdraw."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from thawline.api.deps import ReadUow, RuntimeDep, require
+from thawline.domain.apikeys import Scope
+from thawline.domain.appeals import Appeal, Material, MaterialKind
+from thawline.domain.errors import InvalidInputError
+from thawline.oplog.entry import Actor, ActorKind
+from thawline.services import appeals
+from thawline.services.apikeys import ApiKeyInfo
+from thawline.services.unit_of_work import UnitOfWork
+
+router = APIRouter(prefix="/v1", tags=["appeals"])
+CanAppeal = Annotated[ApiKeyInfo, Depends(require(Scope.APPEALS_WRITE))]
+Lang = Annotated[str, Query(pattern="^(zh-CN|en)$")]
+
+
+def _actor(key: ApiKeyInfo) -> Actor:
+    # The integrator files on the holder's behalf; the holder portal (#6) will act as the holder.
+    return Actor(ActorKind.INTEGRATOR, key.id)
+
+
+class ContactIn(BaseModel):
+    """How the holder wants to be reached: the verified phone on file, or in-site messages."""
+
+    channel: str = Field(pattern="^(phone|in_site)$")
+    value: str | None = Field(default=None, max_length=32)
+
+
+class AppealIn(BaseModel):
+    """The appeal form."""
+
+    explanation: str = Field(
+        default="", max_length=5000, description="In the holder's words; required to submit."
+    )
+    contact: ContactIn
+
+
+class MaterialOut(BaseModel):
+    """An uploaded piece of material."""
+
+    id: str
+    kind: MaterialKind
+    sha256: str
+    media_type: str
+    size: int
+    transaction_ids: list[str]
+
+    @classmethod
+    def of(cls, m: Material) -> MaterialOut:
+        """Render a material."""
+        return cls(
+            id=m.id,
+            kind=m.kind,
+            sha256=m.sha256,
+            media_type=m.media_type,
+            size=m.size,
+            transaction_ids=list(m.transaction_ids),
+        )
+
+
+class MissingOut(BaseModel):
+    """One thing the appeal still lacks."""
+
+    code: str
+    kind: MaterialKind | None
+    transaction_ids: list[str]
+    message: str
+
+
+class CompletenessOut(BaseModel):
+    """The checklist: what is required, what is missing, and how not to trigger another freeze."""
+
+    complete: bool
+    missing: list[MissingOut]
+    required_materials: list[MaterialKind]
+    flagged_transactions: list[str]
+    verifications_before_release: list[str]
+    guidance: list[str]
+
+
+class AppealOut(BaseModel):
+    """An appeal with its materials."""
+
+    id: str
+    freeze_id: str
+    account_id: str
+    round: int
+    status: str
+    contact_channel: str
+    created_at: datetime
+    submitted_at: datetime | None
+    first_response_due: datetime | None
+    materials: list[MaterialOut]
+
+
+def _out(uow: UnitOfWork, a: Appeal) -> AppealOut:
+    return AppealOut(
+        id=a.id,
+        freeze_id=a.freeze_id,
+        account_id=a.account_id,
+        round=a.round,
+        status=a.status.value,
+        contact_channel=a.contact_channel,
+        created_at=a.created_at,
+        submitted_at=a.submitted_at,
+        first_response_due=a.first_response_due,
+        materials=[MaterialOut.of(m) for m in appeals.materials(uow, a.id)],
+    )
+
+
+@router.post("/freezes/{freeze_id}/appeals", response_model=AppealOut, status_code=201)
+def open_appeal(freeze_id: str, body: AppealIn, runtime: RuntimeDep, key: CanAppeal) -> AppealOut:
+    """Open a draft appeal against an active freeze."""
+    with UnitOfWork(runtime) as uow:
+        made = appeals.open_appeal(
+            uow,
+            freeze_id,
+            explanation=body.explanation,
+            contact_channel=body.contact.channel,
+            contact_value=body.contact.value,
+            actor=_actor(key),
+        )
+        out = _out(uow, made)
+        uow.commit()
+    return out
+
+
+@router.get("/appeals/{appeal_id}", response_model=AppealOut)
+def get_appeal(appeal_id: str, uow: ReadUow, _key: CanAppeal) -> AppealOut:
+    """An appeal and its materials."""
+    return _out(uow, appeals.get(uow, appeal_id))
+
+
+@router.put("/appeals/{appeal_id}/materials", response_model=MaterialOut, status_code=201)
+async def upload_material(
+    appeal_id: str,
+    request: Request,
+    *,
+    runtime: RuntimeDep,
+    key: CanAppeal,
+    kind: MaterialKind,
+    transaction_ids: Annotated[
+        str, Query(max_length=2000, description="Comma-separated, for vouchers.")
+    ] = "",
+) -> MaterialOut:
+    """Upload one file as the raw request body; its type is checked by content (PDF, PNG, JPEG, WebP)."""
+    limit = runtime.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise InvalidInputError(
+            f"the file is larger than the {limit // (1024 * 1024)} MB limit", field="file"
+        )
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise InvalidInputError(
+                f"the file is larger than the {limit // (1024 * 1024)} MB limit", field="file"
+            )
+    ids = tuple(t.strip() for t in transaction_ids.split(",") if t.strip())
+    with UnitOfWork(runtime) as uow:
+        material = appeals.add_material(
+            uow, appeal_id, kind=kind, data=bytes(data), transaction_ids=ids, actor=_actor(key)
+        )
+        uow.commit()
+    return MaterialOut.of(material)
+
+
+@router.get("/appeals/{appeal_id}/completeness", response_model=CompletenessOut)
+def completeness(appeal_id: str, uow: ReadUow, _key: CanAppeal, lang: Lang = "en") -> CompletenessOut:
+    """Exactly what is still missing before the appeal can be submitted."""
+    c = appeals.completeness(uow, appeal_id, lang)
+    return CompletenessOut(
+        complete=c.complete,
+        missing=[
+            MissingOut(
+                code=m.code, kind=m.kind, transaction_ids=list(m.transaction_ids), message=m.message(lang)
+            )
+            for m in c.missing
+        ],
+        required_materials=list(c.required_materials),
+        flagged_transactions=list(c.flagged_transactions),
+        verifications_before_release=list(c.verifications_before_release),
+        guidance=c.guidance,
+    )
+
+
+@router.post("/appeals/{appeal_id}/submit", response_model=AppealOut)
+def submit(appeal_id: str, runtime: RuntimeDep, key: CanAppeal) -> AppealOut:
+    """Submit a complete appeal (422 listing what is missing otherwise); the 48-hour clock starts."""
+    with UnitOfWork(runtime) as uow:
+        moved = appeals.submit(uow, appeal_id, _actor(key))
+        out = _out(uow, moved)
+        uow.commit()
+    return out
+
+
+@router.post("/appeals/{appeal_id}/withdraw", response_model=AppealOut)
+def withdraw(appeal_id: str, runtime: RuntimeDep, key: CanAppeal) -> AppealOut:
+    """Withdraw an appeal."""
+    with UnitOfWork(runtime) as uow:
+        moved = appeals.withdraw(uow, appeal_id, _actor(key))
+        out = _out(uow, moved)
+        uow.commit()
+    return out

@@ -1,0 +1,1 @@
+"""Data files shipped with Thawline (the default appeal requirements matrix)."""
