@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from thawline.api.deps import ReadUow, RuntimeDep, require
 from thawline.domain.apikeys import Scope
@@ -166,11 +167,17 @@ async def upload_material(
                 f"the file is larger than the {limit // (1024 * 1024)} MB limit", field="file"
             )
     ids = tuple(t.strip() for t in transaction_ids.split(",") if t.strip())
-    with UnitOfWork(runtime) as uow:
-        material = appeals.add_material(
-            uow, appeal_id, kind=kind, data=bytes(data), transaction_ids=ids, actor=_actor(key)
-        )
-        uow.commit()
+
+    def store() -> Material:
+        with UnitOfWork(runtime) as uow:
+            stored = appeals.add_material(
+                uow, appeal_id, kind=kind, data=bytes(data), transaction_ids=ids, actor=_actor(key)
+            )
+            uow.commit()
+        return stored
+
+    # The database and file work is blocking: keep it off the event loop.
+    material = await run_in_threadpool(store)
     return MaterialOut.of(material)
 
 
