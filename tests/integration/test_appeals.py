@@ -108,7 +108,10 @@ def test_a_complete_appeal_is_submitted_with_a_48_hour_first_response_deadline(
     assert submitted.first_response_due == clock.now() + timedelta(hours=48)
     with UnitOfWork(runtime, read_only=True) as uow:
         actions = [decode_entry(d)["action"] for _s, d, _c in uow.oplog.entries(account_id="acc_1")]
-        stored = runtime.blobs.get(appeals.materials(uow, appeal_id)[1].sha256)
+        (voucher,) = [
+            m for m in appeals.materials(uow, appeal_id) if m.kind is MaterialKind.TRANSACTION_VOUCHER
+        ]
+        stored = runtime.blobs.get(voucher.sha256)
     assert actions[-4:] == [
         "appeal.opened",
         "appeal.material_added",

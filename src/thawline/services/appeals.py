@@ -167,7 +167,7 @@ def add_material(
 
 
 def materials(uow: UnitOfWork, appeal_id: str) -> list[Material]:
-    """An appeal's materials, in upload order."""
+    """An appeal's materials, by upload time."""
     rows = uow.conn.execute(
         select(appeal_material)
         .where(appeal_material.c.appeal_id == appeal_id)
