@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, insert, select, text, update
 
+from thawline.adapters.db.schema import account
 from thawline.adapters.db.schema import freeze as freeze_table
 from thawline.domain import authorization
 from thawline.domain.authorization import Decision
@@ -172,14 +173,23 @@ def release(uow: UnitOfWork, freeze_id: str, actor: Actor, reason: str) -> Freez
     return released
 
 
+# The gateway's hot path: one prepared statement for the account and its active freezes.
+_AUTHORIZE = text(
+    # "freeze" is a keyword in PostgreSQL, hence the quotes and the alias.
+    'SELECT account.language AS holder_language, f.* FROM account LEFT JOIN "freeze" AS f '
+    "ON f.account_id = account.id AND f.status = 'active' WHERE account.id = :account_id"
+).columns(account.c.language.label("holder_language"), *freeze_table.c)
+
+
 def authorize(uow: UnitOfWork, account_id: str, op: Operation) -> Decision:
-    """May ``account_id`` do ``op`` now? Reads only the account's active freezes."""
-    binding = _freezes(uow, account_id, active_only=True)
+    """May ``account_id`` do ``op`` now? One query: the account and its active freezes."""
+    rows = uow.conn.execute(_AUTHORIZE, {"account_id": account_id}).all()
+    if not rows:
+        raise NotFoundError(f"account {account_id} is not registered")  # never an "allow"
+    binding = [_freeze(r) for r in rows if r.id is not None]
     if not binding:
-        accounts.get(uow, account_id)  # unknown accounts are an error, not an "allow"
         return authorization.ALLOW
-    language = accounts.get(uow, account_id).language
-    return authorization.authorize(binding, op, uow.runtime.clock.now(), language)
+    return authorization.authorize(binding, op, uow.runtime.clock.now(), rows[0].holder_language)
 
 
 def _row(f: Freeze) -> dict[str, Any]:
