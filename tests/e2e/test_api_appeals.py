@@ -41,6 +41,11 @@ def test_an_appeal_from_draft_to_submitted(client: TestClient) -> None:
     )
     assert opened.status_code == 201, opened.text
     appeal_id = opened.json()["id"]
+    retried = client.post(
+        f"/v1/freezes/{freeze_id}/appeals",
+        json={"explanation": "Payroll day.", "contact": {"channel": "phone", "value": "13800138000"}},
+    )
+    assert (retried.status_code, retried.json()["id"]) == (200, appeal_id)
     checklist = client.get(f"/v1/appeals/{appeal_id}/completeness?lang=zh-CN").json()
     assert checklist["flagged_transactions"] == ["tx_9001"]
     assert [m["message"] for m in checklist["missing"]] == [

@@ -51,7 +51,7 @@ def _frozen(runtime: Runtime, category: ReasonCategory = ReasonCategory.HIGH_FRE
 
 def _open(runtime: Runtime, freeze_id: str, explanation: str = "These were payroll payments.") -> str:
     with UnitOfWork(runtime) as uow:
-        made = appeals.open_appeal(
+        made, _created = appeals.open_appeal(
             uow,
             freeze_id,
             explanation=explanation,
@@ -129,7 +129,7 @@ def test_one_open_appeal_per_freeze_and_withdrawal_frees_the_slot(runtime: Runti
     freeze_id = _frozen(runtime)
     first = _open(runtime, freeze_id)
     with pytest.raises(ConflictError, match="already has an open appeal"):
-        _open(runtime, freeze_id)
+        _open(runtime, freeze_id, explanation="another appeal")
     with UnitOfWork(runtime) as uow:
         appeals.withdraw(uow, first, HOLDER)
         uow.commit()
@@ -170,3 +170,18 @@ def test_kyc_freezes_are_lifted_by_the_holder_not_appealed(runtime: Runtime) -> 
     freeze_id = _frozen(runtime, ReasonCategory.KYC_INCOMPLETE)
     with pytest.raises(ConflictError, match="finish_kyc"):
         _open(runtime, freeze_id)
+
+
+def test_retried_requests_change_nothing(runtime: Runtime) -> None:
+    freeze_id = _frozen(runtime)
+    appeal_id = _open(runtime, freeze_id)
+    assert _open(runtime, freeze_id) == appeal_id  # same form again: the same draft
+    _add(runtime, appeal_id, MaterialKind.TRANSACTION_VOUCHER, pdf(), ("T1", "T7"))
+    with UnitOfWork(runtime, read_only=True) as uow:
+        entries = uow.oplog.count()
+    _add(runtime, appeal_id, MaterialKind.TRANSACTION_VOUCHER, pdf(), ("T1", "T7"))
+    with UnitOfWork(runtime, read_only=True) as uow:
+        assert uow.oplog.count() == entries
+        assert len(appeals.materials(uow, appeal_id)) == 1
+    with pytest.raises(ConflictError, match="already has an open appeal"):
+        _open(runtime, freeze_id, explanation="a different story")

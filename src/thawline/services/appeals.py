@@ -66,8 +66,11 @@ def open_appeal(
     contact_channel: str,
     contact_value: str | None,
     actor: Actor,
-) -> Appeal:
-    """Start a draft appeal against an active freeze (a new round after a rejection, up to the limit)."""
+) -> tuple[Appeal, bool]:
+    """Start a draft appeal against an active freeze (a new round after a rejection, up to the limit).
+
+    Repeating the same request while its draft is open returns that draft and records nothing.
+    """
     frozen = freezes.get(uow, freeze_id)
     if frozen.status is not FreezeStatus.ACTIVE:
         raise ConflictError(f"freeze {freeze_id} is {frozen.status}; there is nothing to appeal")
@@ -76,7 +79,15 @@ def open_appeal(
         raise ConflictError(f"this freeze is lifted by the holder ({req.self_service}), not by an appeal")
     _check_contact(uow, frozen.account_id, contact_channel, contact_value)
     earlier = list(uow.conn.execute(select(appeal_table).where(appeal_table.c.freeze_id == freeze_id)))
-    if any(AppealStatus(r.status) in OPEN for r in earlier):
+    for r in earlier:
+        if AppealStatus(r.status) not in OPEN:
+            continue
+        if (r.status, r.explanation, r.contact_channel) == (
+            AppealStatus.DRAFT.value,
+            explanation,
+            contact_channel,
+        ):
+            return _appeal(r), False  # a client retrying the same request: hand back its draft
         raise ConflictError(f"freeze {freeze_id} already has an open appeal")
     rejected = sum(1 for r in earlier if r.status == AppealStatus.REJECTED.value)
     rounds = uow.runtime.appeal_requirements.rounds
@@ -96,7 +107,7 @@ def open_appeal(
     uow.conn.execute(insert(appeal_table).values(**_row(made)))
     uow.mark_changed()
     uow.record(_record("appeal.opened", made, actor, None, {"round": made.round}))
-    return made
+    return made, True
 
 
 def _check_contact(uow: UnitOfWork, account_id: str, channel: str, value: str | None) -> None:
@@ -135,6 +146,13 @@ def add_material(
     if kind is MaterialKind.TRANSACTION_VOUCHER and not transaction_ids:
         raise InvalidInputError("a voucher must name the transactions it proves", field="transaction_ids")
     stored = uow.runtime.blobs.put(data)  # content-addressed: a rollback leaves at most an unreferenced file
+    for existing in materials(uow, appeal_id):
+        if (existing.kind, existing.sha256, existing.transaction_ids) == (
+            kind,
+            stored.sha256,
+            transaction_ids,
+        ):
+            return existing  # the same upload again (a client retry): nothing new to record
     material = Material(
         "mat_" + secrets.token_hex(8), kind, stored.sha256, stored.media_type, stored.size, transaction_ids
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -118,10 +118,12 @@ def _out(uow: UnitOfWork, a: Appeal) -> AppealOut:
 
 
 @router.post("/freezes/{freeze_id}/appeals", response_model=AppealOut, status_code=201)
-def open_appeal(freeze_id: str, body: AppealIn, runtime: RuntimeDep, key: CanAppeal) -> AppealOut:
-    """Open a draft appeal against an active freeze."""
+def open_appeal(
+    freeze_id: str, body: AppealIn, runtime: RuntimeDep, key: CanAppeal, response: Response
+) -> AppealOut:
+    """Open a draft appeal against an active freeze (200 with the same draft when the request is repeated)."""
     with UnitOfWork(runtime) as uow:
-        made = appeals.open_appeal(
+        made, created = appeals.open_appeal(
             uow,
             freeze_id,
             explanation=body.explanation,
@@ -131,6 +133,8 @@ def open_appeal(freeze_id: str, body: AppealIn, runtime: RuntimeDep, key: CanApp
         )
         out = _out(uow, made)
         uow.commit()
+    if not created:
+        response.status_code = 200
     return out
 
 
