@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 
-from thawline.api.app import create_app
-from thawline.oplog.entry import Actor, ActorKind
-from thawline.services import apikeys
+from tests.e2e.conftest import ClientFactory
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -41,19 +37,9 @@ PAY = {"account_id": "acc_42", "direction": "debit", "amount": "88.50", "currenc
 
 
 @pytest.fixture
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    """A client with an all-purpose integrator key."""
-    with UnitOfWork(runtime) as uow:
-        _info, presented = apikeys.create_key(
-            uow,
-            "gateway",
-            ["accounts:write", "accounts:read", "freezes:write", "authz:check"],
-            Actor(ActorKind.SYSTEM, "test"),
-        )
-        uow.commit()
-    with TestClient(create_app(runtime, background=False)) as c:
-        c.headers["Authorization"] = f"Bearer {presented}"
-        yield c
+def client(client_with: ClientFactory) -> TestClient:
+    """A client whose key has the scopes these tests need."""
+    return client_with("accounts:write", "accounts:read", "freezes:write", "authz:check")
 
 
 def test_register_freeze_check_release_check(client: TestClient) -> None:

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.e2e.conftest import ClientFactory
 from tests.e2e.test_api_accounts import ACCOUNT, FREEZE
 from tests.files import pdf, png
-from thawline.api.app import create_app
-from thawline.oplog.entry import Actor, ActorKind
-from thawline.services import apikeys
 from thawline.services.runtime import Runtime
-from thawline.services.unit_of_work import UnitOfWork
 
 
 @pytest.fixture
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    """A client with an integrator key that may register, freeze and appeal."""
-    with UnitOfWork(runtime) as uow:
-        _info, presented = apikeys.create_key(
-            uow,
-            "gateway",
-            ["accounts:write", "freezes:write", "appeals:write"],
-            Actor(ActorKind.SYSTEM, "test"),
-        )
-        uow.commit()
-    with TestClient(create_app(runtime, background=False)) as c:
-        c.headers["Authorization"] = f"Bearer {presented}"
-        yield c
+def client(client_with: ClientFactory) -> TestClient:
+    """A client whose key has the scopes these tests need."""
+    return client_with("accounts:write", "freezes:write", "appeals:write")
 
 
 def test_an_appeal_from_draft_to_submitted(client: TestClient) -> None:

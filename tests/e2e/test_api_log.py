@@ -8,6 +8,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.e2e.conftest import issue_key
 from tests.helpers import append
 from thawline.api.app import create_app
 from thawline.oplog import bundles
@@ -28,10 +29,7 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 
 def _key(runtime: Runtime, *scopes: str) -> dict[str, str]:
-    with UnitOfWork(runtime) as uow:
-        _info, presented = apikeys.create_key(uow, "test", list(scopes), Actor(ActorKind.SYSTEM, "test"))
-        uow.commit()
-    return {"Authorization": f"Bearer {presented}"}
+    return {"Authorization": f"Bearer {issue_key(runtime, *scopes)}"}
 
 
 def test_health_and_readiness_answer(client: TestClient, runtime: Runtime) -> None:

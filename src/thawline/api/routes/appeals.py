@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from thawline.domain.errors import InvalidInputError
 from thawline.oplog.entry import Actor, ActorKind
 from thawline.services import appeals
 from thawline.services.apikeys import ApiKeyInfo
+from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1", tags=["appeals"])
@@ -204,21 +206,22 @@ def completeness(appeal_id: str, uow: ReadUow, _key: CanAppeal, lang: Lang = "en
     )
 
 
+def _move(
+    runtime: Runtime, appeal_id: str, command: Callable[[UnitOfWork, str, Actor], Appeal], key: ApiKeyInfo
+) -> AppealOut:
+    with UnitOfWork(runtime) as uow:
+        out = _out(uow, command(uow, appeal_id, _actor(key)))
+        uow.commit()
+    return out
+
+
 @router.post("/appeals/{appeal_id}/submit", response_model=AppealOut)
 def submit(appeal_id: str, runtime: RuntimeDep, key: CanAppeal) -> AppealOut:
     """Submit a complete appeal (422 listing what is missing otherwise); the 48-hour clock starts."""
-    with UnitOfWork(runtime) as uow:
-        moved = appeals.submit(uow, appeal_id, _actor(key))
-        out = _out(uow, moved)
-        uow.commit()
-    return out
+    return _move(runtime, appeal_id, appeals.submit, key)
 
 
 @router.post("/appeals/{appeal_id}/withdraw", response_model=AppealOut)
 def withdraw(appeal_id: str, runtime: RuntimeDep, key: CanAppeal) -> AppealOut:
     """Withdraw an appeal."""
-    with UnitOfWork(runtime) as uow:
-        moved = appeals.withdraw(uow, appeal_id, _actor(key))
-        out = _out(uow, moved)
-        uow.commit()
-    return out
+    return _move(runtime, appeal_id, appeals.withdraw, key)
