@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         default=None, description="Uploaded appeal materials; default <data_dir>/blobs."
     )
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest accepted upload.")
+    vip_expedites_per_year: int = Field(
+        default=3, ge=0, description="Expedited appeals a VIP holder may use per year."
+    )
     appeal_requirements: Path | None = Field(
         default=None, description="Appeal requirements matrix (TOML); default: the one shipped with Thawline."
     )

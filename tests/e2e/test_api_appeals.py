@@ -64,6 +64,8 @@ def test_an_appeal_from_draft_to_submitted(client: TestClient) -> None:
     assert body["first_response_due"] is not None
     assert len(body["materials"]) == 2
     assert client.post(f"/v1/appeals/{appeal_id}/submit").status_code == 409
+    assert client.get("/v1/accounts/acc_42/expedite-quota").json()["remaining"] == 0  # not a VIP
+    assert client.post(f"/v1/appeals/{appeal_id}/expedite").status_code == 409
 
 
 def test_uploads_over_the_limit_are_refused_before_they_are_read(

@@ -202,6 +202,7 @@ class Appeal:
     created_at: datetime
     submitted_at: datetime | None = None
     first_response_due: datetime | None = None
+    expedited: bool = False
 
     def move(self, to: AppealStatus, *, at: datetime, first_response: timedelta | None = None) -> Appeal:
         """The one guarded transition; illegal moves raise ConflictError and change nothing."""

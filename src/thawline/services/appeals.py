@@ -317,4 +317,5 @@ def _appeal(r: Row[Any]) -> Appeal:
         created_at=r.created_at,
         submitted_at=r.submitted_at,
         first_response_due=r.first_response_due,
+        expedited=bool(r.expedited),
     )

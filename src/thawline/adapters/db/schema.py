@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from thawline.adapters.db.types import UTCDateTime
@@ -190,6 +192,7 @@ appeal = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("submitted_at", UTCDateTime),
     Column("first_response_due", UTCDateTime),
+    Column("expedited", Boolean, nullable=False, server_default=false()),
 )
 
 appeal_material = Table(
@@ -203,4 +206,13 @@ appeal_material = Table(
     Column("size", Integer, nullable=False),
     Column("transaction_ids", Text, nullable=False),  # space-separated, for vouchers
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# VIP expedite quota: one row per account and calendar year, spent by a conditional UPDATE.
+vip_expedite = Table(
+    "vip_expedite",
+    metadata,
+    Column("account_id", String(64), ForeignKey("account.id"), primary_key=True),
+    Column("year", SmallInteger, primary_key=True, autoincrement=False),
+    Column("used", SmallInteger, nullable=False),
 )

@@ -15,7 +15,7 @@ from thawline.domain.apikeys import Scope
 from thawline.domain.appeals import Appeal, Material, MaterialKind
 from thawline.domain.errors import InvalidInputError
 from thawline.oplog.entry import Actor, ActorKind
-from thawline.services import appeals
+from thawline.services import appeals, expedite
 from thawline.services.apikeys import ApiKeyInfo
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
@@ -101,6 +101,7 @@ class AppealOut(BaseModel):
     created_at: datetime
     submitted_at: datetime | None
     first_response_due: datetime | None
+    expedited: bool
     materials: list[MaterialOut]
 
 
@@ -115,6 +116,7 @@ def _out(uow: UnitOfWork, a: Appeal) -> AppealOut:
         created_at=a.created_at,
         submitted_at=a.submitted_at,
         first_response_due=a.first_response_due,
+        expedited=a.expedited,
         materials=[MaterialOut.of(m) for m in appeals.materials(uow, a.id)],
     )
 
@@ -225,3 +227,35 @@ def submit(appeal_id: str, runtime: RuntimeDep, key: CanAppeal) -> AppealOut:
 def withdraw(appeal_id: str, runtime: RuntimeDep, key: CanAppeal) -> AppealOut:
     """Withdraw an appeal."""
     return _move(runtime, appeal_id, appeals.withdraw, key)
+
+
+class QuotaOut(BaseModel):
+    """The VIP expedite quota of the current calendar year."""
+
+    account_id: str
+    year: int
+    allowed: int
+    used: int
+    remaining: int
+
+    @classmethod
+    def of(cls, q: expedite.Quota) -> QuotaOut:
+        """Render a quota."""
+        return cls(
+            account_id=q.account_id, year=q.year, allowed=q.allowed, used=q.used, remaining=q.remaining
+        )
+
+
+@router.post("/appeals/{appeal_id}/expedite", response_model=QuotaOut)
+def expedite_appeal(appeal_id: str, runtime: RuntimeDep, key: CanAppeal) -> QuotaOut:
+    """Expedite an open appeal through the VIP channel; returns the quota left (409 when none is)."""
+    with UnitOfWork(runtime) as uow:
+        left = expedite.expedite(uow, appeal_id, _actor(key))
+        uow.commit()
+    return QuotaOut.of(left)
+
+
+@router.get("/accounts/{account_id}/expedite-quota", response_model=QuotaOut)
+def expedite_quota(account_id: str, uow: ReadUow, _key: CanAppeal) -> QuotaOut:
+    """How many expedites the holder has left this year."""
+    return QuotaOut.of(expedite.quota(uow, account_id))
