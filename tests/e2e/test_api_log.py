@@ -116,3 +116,13 @@ def test_export_streams_json_lines_that_check_offline(client: TestClient, runtim
     lines = [orjson.loads(line) for line in response.content.splitlines()]
     assert bundles.check_export(lines, [runtime.signer.verifier()]) == 80
     assert client.get("/v1/log/export", headers=_key(runtime, "log:read")).status_code == 403
+
+
+def test_checkpoints_are_listed_from_a_size_with_a_limit(client: TestClient, runtime: Runtime) -> None:
+    headers = _key(runtime, "log:read")
+    append(runtime, 400, batch=100)  # checkpoints at 101, 201, 301, 401 (the key's own entry comes first)
+    sizes = [
+        c["tree_size"] for c in client.get("/v1/log/checkpoints?min_size=150&limit=1", headers=headers).json()
+    ]
+    assert sizes == [201]
+    assert len(client.get("/v1/log/checkpoints", headers=headers).json()) == 4

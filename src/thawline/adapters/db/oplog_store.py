@@ -149,9 +149,10 @@ class OplogStore:
             update(oplog_head).where(oplog_head.c.id == 1).values(checkpoint_size=tree_size, checkpoint_at=at)
         )
 
-    def checkpoints(self) -> list[StoredCheckpoint]:
-        """All checkpoints by tree size."""
-        rows = self.conn.execute(select(oplog_checkpoint).order_by(oplog_checkpoint.c.tree_size))
+    def checkpoints(self, min_size: int = 0, limit: int | None = None) -> list[StoredCheckpoint]:
+        """Checkpoints with ``tree_size >= min_size`` by tree size (all of them by default)."""
+        query = select(oplog_checkpoint).where(oplog_checkpoint.c.tree_size >= min_size)
+        rows = self.conn.execute(query.order_by(oplog_checkpoint.c.tree_size).limit(limit))
         return [StoredCheckpoint(r.tree_size, r.root, r.note, r.created_at) for r in rows]
 
     def checkpoint(self, tree_size: int | None = None) -> StoredCheckpoint | None:

@@ -81,7 +81,7 @@ def list_checkpoints(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CheckpointOut]:
     """Signed checkpoints from ``min_size`` on."""
-    return [CheckpointOut.of(c) for c in uow.oplog.checkpoints() if c.tree_size >= min_size][:limit]
+    return [CheckpointOut.of(c) for c in uow.oplog.checkpoints(min_size, limit)]
 
 
 @router.post("/checkpoints", response_model=CheckpointOut, status_code=201)
