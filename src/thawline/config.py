@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +53,54 @@ class Settings(BaseSettings):
     appeal_requirements: Path | None = Field(
         default=None, description="Appeal requirements matrix (TOML); default: the one shipped with Thawline."
     )
+
+    appeal_idle_days: float = Field(
+        default=14, gt=0, description="A draft or needs-more-info appeal lapses after this many idle days."
+    )
+    probation_hours: float = Field(
+        default=24, ge=0, description="After a reviewed release, large transactions are denied this long."
+    )
+    probation_large_amounts: str = Field(
+        default="CNY=50000,USD=7000,EUR=6500,HKD=55000",
+        description="Large-amount limits during probation, CUR=amount; other currencies are denied.",
+    )
+    high_severity_categories: str = Field(
+        default="aml,blacklist,linked_risk,regulator",
+        description="Freeze categories whose release needs four eyes (comma-separated).",
+    )
+    face_callback_key_path: Path | None = Field(
+        default=None, description="HMAC key the face provider signs callbacks with; default <data_dir>/."
+    )
+    sms_outbox_path: Path | None = Field(
+        default=None, description="Local SMS carrier: messages appended here; default <data_dir>/."
+    )
+    scheduler_interval_seconds: float = Field(
+        default=15.0, gt=0, description="How often serve/worker look for due timers."
+    )
+
+    @property
+    def large_amounts(self) -> dict[str, Decimal]:
+        """The probation limits by currency."""
+        out = {}
+        for part in self.probation_large_amounts.split(","):
+            if not part.strip():
+                continue
+            currency, _, amount = part.partition("=")
+            try:
+                out[currency.strip().upper()] = Decimal(amount.strip())
+            except InvalidOperation as exc:
+                raise ValueError(f"THAWLINE_PROBATION_LARGE_AMOUNTS: bad amount in {part!r}") from exc
+        return out
+
+    @property
+    def face_callback_key_file(self) -> Path:
+        """Where the face-provider callback key lives."""
+        return self.face_callback_key_path or self.data_dir / "face-callback-hmac.key"
+
+    @property
+    def sms_outbox_file(self) -> Path:
+        """Where the local SMS carrier writes."""
+        return self.sms_outbox_path or self.data_dir / "sms-outbox.jsonl"
 
     @property
     def signing_key_file(self) -> Path:

@@ -112,11 +112,12 @@ def test_a_complete_appeal_is_submitted_with_a_48_hour_first_response_deadline(
             m for m in appeals.materials(uow, appeal_id) if m.kind is MaterialKind.TRANSACTION_VOUCHER
         ]
         stored = runtime.blobs.get(voucher.sha256)
-    assert actions[-4:] == [
+    assert actions[-5:] == [
         "appeal.opened",
         "appeal.material_added",
         "appeal.material_added",
         "appeal.submitted",
+        "appeal.pre_reviewed",  # the machine's half of the dual review, in the same transaction
     ]
     assert stored == pdf()
     with UnitOfWork(runtime) as uow, pytest.raises(ConflictError):

@@ -34,26 +34,34 @@ class AppealStatus(StrEnum):
     DRAFT = "draft"
     SUBMITTED = "submitted"
     IN_REVIEW = "in_review"
+    SECOND_APPROVAL = "second_approval"  # four eyes: approved once, waiting for a second reviewer
     NEEDS_MORE_INFO = "needs_more_info"
     RESUBMITTED = "resubmitted"
     APPROVED = "approved"
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"  # a draft or a needs-more-info appeal left idle past its deadline
 
 
 S = AppealStatus
 ALLOWED: dict[AppealStatus, frozenset[AppealStatus]] = {
-    S.DRAFT: frozenset({S.SUBMITTED, S.WITHDRAWN}),
+    S.DRAFT: frozenset({S.SUBMITTED, S.WITHDRAWN, S.EXPIRED}),
     S.SUBMITTED: frozenset({S.IN_REVIEW, S.WITHDRAWN}),
-    S.IN_REVIEW: frozenset({S.APPROVED, S.REJECTED, S.NEEDS_MORE_INFO}),
-    S.NEEDS_MORE_INFO: frozenset({S.RESUBMITTED, S.WITHDRAWN}),
+    S.IN_REVIEW: frozenset({S.APPROVED, S.SECOND_APPROVAL, S.REJECTED, S.NEEDS_MORE_INFO, S.WITHDRAWN}),
+    S.SECOND_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.NEEDS_MORE_INFO, S.WITHDRAWN}),
+    S.NEEDS_MORE_INFO: frozenset({S.RESUBMITTED, S.WITHDRAWN, S.EXPIRED}),
     S.RESUBMITTED: frozenset({S.IN_REVIEW, S.WITHDRAWN}),
     S.APPROVED: frozenset(),
     S.REJECTED: frozenset(),
     S.WITHDRAWN: frozenset(),
+    S.EXPIRED: frozenset(),
 }
 OPEN = frozenset(s for s, nxt in ALLOWED.items() if nxt)
 EDITABLE = frozenset({S.DRAFT, S.NEEDS_MORE_INFO})
+# Waiting for a reviewer: what the review queue shows.
+QUEUED = frozenset({S.SUBMITTED, S.RESUBMITTED, S.IN_REVIEW, S.SECOND_APPROVAL})
+# Closed without a decision on the merits: they do not count as a rejected round.
+LAPSED = frozenset({S.WITHDRAWN, S.EXPIRED})
 
 # Shown with every checklist: an appeal must not itself look like the behaviour that froze the account.
 GUIDANCE = {
@@ -203,6 +211,13 @@ class Appeal:
     submitted_at: datetime | None = None
     first_response_due: datetime | None = None
     expedited: bool = False
+    assignee: str | None = None
+    claimed_at: datetime | None = None
+    first_responded_at: datetime | None = None
+    escalated_at: datetime | None = None
+    first_approver: str | None = None
+    decided_at: datetime | None = None
+    idle_expires_at: datetime | None = None
 
     def move(self, to: AppealStatus, *, at: datetime, first_response: timedelta | None = None) -> Appeal:
         """The one guarded transition; illegal moves raise ConflictError and change nothing."""
@@ -211,5 +226,16 @@ class Appeal:
         if to in (S.SUBMITTED, S.RESUBMITTED):
             if first_response is None:
                 raise InvalidInputError("submitting needs the first-response deadline")
-            return replace(self, status=to, submitted_at=at, first_response_due=at + first_response)
+            return replace(
+                self,
+                status=to,
+                submitted_at=at,
+                first_response_due=at + first_response,
+                first_responded_at=None,
+                escalated_at=None,
+                assignee=None,
+                claimed_at=None,
+                first_approver=None,
+                idle_expires_at=None,
+            )
         return replace(self, status=to)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 
 from thawline.domain.freezes import Freeze, FreezeScope, Operation
@@ -23,7 +24,7 @@ class Decision:
     """Allow or deny, and if denied which freeze blocks and what the holder is told."""
 
     allowed: bool
-    code: str  # "allowed" or "frozen"
+    code: str  # "allowed", "frozen" or "probation"
     freeze_id: str | None = None
     category: str | None = None
     holder_reason: str | None = None
@@ -60,3 +61,30 @@ def authorize(freezes: Iterable[Freeze], op: Operation, now: datetime, lang: str
                 holder_reason=freeze.holder_facing_reason(lang),
             )
     return ALLOW
+
+
+PROBATION_REASON = {
+    "en": "Your account was recently unfrozen: large transactions are paused until {until} UTC.",
+    "zh-CN": "您的账户刚解除冻结：{until}（UTC）前暂不支持大额交易。",
+}
+
+
+def probation(
+    op: Operation, now: datetime, until: datetime, limits: dict[str, Decimal], lang: str = "en"
+) -> Decision:
+    """During probation, deny transactions above the large-amount limit of their currency.
+
+    A currency without a configured limit cannot be compared: it is denied rather than guessed.
+    """
+    if now >= until:
+        return ALLOW
+    limit = limits.get(op.currency)
+    if limit is not None and op.amount <= limit:
+        return ALLOW
+    text = PROBATION_REASON.get(lang, PROBATION_REASON["en"])
+    return Decision(
+        allowed=False,
+        code="probation",
+        category="probation",
+        holder_reason=text.format(until=until.strftime("%Y-%m-%d %H:%M")),
+    )

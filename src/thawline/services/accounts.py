@@ -49,6 +49,7 @@ class AccountView:
     language: str
     created_at: datetime
     identity_refs: dict[str, list[str]] = field(default_factory=dict)
+    probation_until: datetime | None = None
 
 
 def _normalised(cmd: RegisterAccount) -> dict[str, list[str]]:
@@ -139,4 +140,5 @@ def _view(r: Row[Any]) -> AccountView:
         language=r.language,
         created_at=r.created_at,
         identity_refs=orjson.loads(r.identity_refs),
+        probation_until=r.probation_until,
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Row, insert, select, update
@@ -24,8 +26,9 @@ from thawline.domain.appeals import (
 )
 from thawline.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from thawline.domain.freezes import Freeze, FreezeStatus
+from thawline.domain.review import DeclaredVoucher
 from thawline.oplog.entry import Actor, EvidenceRef, LogRecord, Subject
-from thawline.services import accounts, freezes, vault
+from thawline.services import accounts, freezes, prereview, vault
 from thawline.services.unit_of_work import UnitOfWork
 
 CONTACT_CHANNELS = ("phone", "in_site")
@@ -87,8 +90,10 @@ def open_appeal(
             explanation,
             contact_channel,
         ):
-            return _appeal(r), False  # a client retrying the same request: hand back its draft
+            return from_row(r), False  # a client retrying the same request: hand back its draft
         raise ConflictError(f"freeze {freeze_id} already has an open appeal")
+    if any(r.status == AppealStatus.APPROVED.value for r in earlier):
+        raise ConflictError(f"an appeal against freeze {freeze_id} was approved; finish second verification")
     rejected = sum(1 for r in earlier if r.status == AppealStatus.REJECTED.value)
     rounds = uow.runtime.appeal_requirements.rounds
     if rejected >= rounds:
@@ -103,11 +108,26 @@ def open_appeal(
         contact_channel=contact_channel,
         created_by=f"{actor.kind.value}:{actor.id}",
         created_at=uow.runtime.clock.now(),
+        idle_expires_at=uow.runtime.clock.now() + idle_limit(uow),
     )
     uow.conn.execute(insert(appeal_table).values(**_row(made)))
     uow.mark_changed()
-    uow.record(_record("appeal.opened", made, actor, None, {"round": made.round}))
+    uow.record(record("appeal.opened", made, actor, None, {"round": made.round}))
     return made, True
+
+
+def idle_limit(uow: UnitOfWork) -> timedelta:
+    """How long a draft or a needs-more-info appeal may sit untouched before it lapses."""
+    return timedelta(days=uow.runtime.settings.appeal_idle_days)
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherData:
+    """What the holder says a voucher shows (all optional; the pre-review compares what is given)."""
+
+    order_ref: str | None = None
+    amount: Decimal | None = None
+    occurred_at: datetime | None = None
 
 
 def _check_contact(uow: UnitOfWork, account_id: str, channel: str, value: str | None) -> None:
@@ -136,6 +156,7 @@ def add_material(
     data: bytes,
     transaction_ids: tuple[str, ...],
     actor: Actor,
+    declared: VoucherData | None = None,
 ) -> Material:
     """Store an upload (type checked by content, content-addressed) and attach it to a draft appeal."""
     current = get(uow, appeal_id)
@@ -145,6 +166,10 @@ def add_material(
         raise InvalidInputError("only transaction vouchers name transactions", field="transaction_ids")
     if kind is MaterialKind.TRANSACTION_VOUCHER and not transaction_ids:
         raise InvalidInputError("a voucher must name the transactions it proves", field="transaction_ids")
+    if declared is not None and kind is not MaterialKind.TRANSACTION_VOUCHER:
+        raise InvalidInputError("only vouchers declare an order, amount or time", field="order_ref")
+    if declared is not None and declared.amount is not None and declared.amount < 0:
+        raise InvalidInputError("the amount must not be negative", field="amount")
     stored = uow.runtime.blobs.put(data)  # content-addressed: a rollback leaves at most an unreferenced file
     for existing in materials(uow, appeal_id):
         if (existing.kind, existing.sha256, existing.transaction_ids) == (
@@ -166,6 +191,9 @@ def add_material(
             size=stored.size,
             transaction_ids=" ".join(transaction_ids),
             created_at=uow.runtime.clock.now(),
+            declared_order_ref=declared.order_ref if declared else None,
+            declared_amount=declared.amount if declared else None,
+            declared_at=declared.occurred_at if declared else None,
         )
     )
     uow.mark_changed()
@@ -193,6 +221,25 @@ def materials(uow: UnitOfWork, appeal_id: str) -> list[Material]:
     )
     return [
         Material(r.id, MaterialKind(r.kind), r.sha256, r.media_type, r.size, tuple(r.transaction_ids.split()))
+        for r in rows
+    ]
+
+
+def declared_vouchers(uow: UnitOfWork, appeal_id: str) -> list[DeclaredVoucher]:
+    """The vouchers of an appeal with what the holder declared about each."""
+    rows = uow.conn.execute(
+        select(appeal_material).where(
+            appeal_material.c.appeal_id == appeal_id,
+            appeal_material.c.kind == MaterialKind.TRANSACTION_VOUCHER.value,
+        )
+    )
+    return [
+        DeclaredVoucher(
+            tuple(r.transaction_ids.split()),
+            r.declared_order_ref,
+            None if r.declared_amount is None else Decimal(str(r.declared_amount)),
+            r.declared_at,
+        )
         for r in rows
     ]
 
@@ -226,9 +273,9 @@ def submit(uow: UnitOfWork, appeal_id: str, actor: Actor) -> Appeal:
     moved = current.move(
         target, at=uow.runtime.clock.now(), first_response=uow.runtime.appeal_requirements.first_response
     )
-    _save_status(uow, current, moved)
+    save(uow, current, moved)
     uow.record(
-        _record(
+        record(
             f"appeal.{target.value}",
             moved,
             actor,
@@ -240,15 +287,24 @@ def submit(uow: UnitOfWork, appeal_id: str, actor: Actor) -> Appeal:
             },
         )
     )
+    frozen = freezes.get(uow, moved.freeze_id)
+    prereview.run(
+        uow,
+        moved,
+        frozen,
+        vouchers=declared_vouchers(uow, appeal_id),
+        filed_by_holder_side=actor.kind.value in ("holder", "integrator"),
+        contact_verified=True,  # open_appeal accepted only a verified contact
+    )
     return moved
 
 
 def withdraw(uow: UnitOfWork, appeal_id: str, actor: Actor) -> Appeal:
     """The holder withdraws the appeal."""
     current = get(uow, appeal_id)
-    moved = current.move(AppealStatus.WITHDRAWN, at=uow.runtime.clock.now())
-    _save_status(uow, current, moved)
-    uow.record(_record("appeal.withdrawn", moved, actor, current, None))
+    moved = replace(current.move(AppealStatus.WITHDRAWN, at=uow.runtime.clock.now()), assignee=None)
+    save(uow, current, moved)
+    uow.record(record("appeal.withdrawn", moved, actor, current, None))
     return moved
 
 
@@ -257,25 +313,40 @@ def get(uow: UnitOfWork, appeal_id: str) -> Appeal:
     row = uow.conn.execute(select(appeal_table).where(appeal_table.c.id == appeal_id)).first()
     if row is None:
         raise NotFoundError(f"appeal {appeal_id} does not exist")
-    return _appeal(row)
+    return from_row(row)
 
 
-def _save_status(uow: UnitOfWork, before: Appeal, after: Appeal) -> None:
+_MUTABLE = (
+    "submitted_at",
+    "first_response_due",
+    "assignee",
+    "claimed_at",
+    "first_responded_at",
+    "escalated_at",
+    "first_approver",
+    "decided_at",
+    "idle_expires_at",
+)
+
+
+def save(uow: UnitOfWork, before: Appeal, after: Appeal) -> None:
+    """Write ``after`` if the appeal is still ``before`` (status and holder); else 409, nothing changed."""
+    assignee = appeal_table.c.assignee
     changed = uow.conn.execute(
         update(appeal_table)
-        .where(appeal_table.c.id == before.id, appeal_table.c.status == before.status.value)
-        .values(
-            status=after.status.value,
-            submitted_at=after.submitted_at,
-            first_response_due=after.first_response_due,
+        .where(
+            appeal_table.c.id == before.id,
+            appeal_table.c.status == before.status.value,
+            assignee.is_(None) if before.assignee is None else assignee == before.assignee,
         )
+        .values(status=after.status.value, **{name: getattr(after, name) for name in _MUTABLE})
     )
     if changed.rowcount != 1:  # a concurrent command moved it first
         raise ConflictError(f"appeal {before.id} changed meanwhile; reload and retry")
     uow.mark_changed()
 
 
-def _record(
+def record(
     action: str, a: Appeal, actor: Actor, before: Appeal | None, details: dict[str, Any] | None
 ) -> LogRecord:
     return LogRecord(
@@ -301,10 +372,11 @@ def _row(a: Appeal) -> dict[str, Any]:
         "created_at": a.created_at,
         "submitted_at": a.submitted_at,
         "first_response_due": a.first_response_due,
+        "idle_expires_at": a.idle_expires_at,
     }
 
 
-def _appeal(r: Row[Any]) -> Appeal:
+def from_row(r: Row[Any]) -> Appeal:
     return Appeal(
         id=r.id,
         freeze_id=r.freeze_id,
@@ -318,4 +390,11 @@ def _appeal(r: Row[Any]) -> Appeal:
         submitted_at=r.submitted_at,
         first_response_due=r.first_response_due,
         expedited=bool(r.expedited),
+        assignee=r.assignee,
+        claimed_at=r.claimed_at,
+        first_responded_at=r.first_responded_at,
+        escalated_at=r.escalated_at,
+        first_approver=r.first_approver,
+        decided_at=r.decided_at,
+        idle_expires_at=r.idle_expires_at,
     )

@@ -10,13 +10,12 @@ from typing import Any
 
 from sqlalchemy import Row, insert, select, text, update
 
-from thawline.adapters.db.schema import account
+from thawline.adapters.db.schema import account, freeze_transaction
 from thawline.adapters.db.schema import freeze as freeze_table
 from thawline.domain import authorization
 from thawline.domain.authorization import Decision
 from thawline.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from thawline.domain.freezes import (
-    HIGH_SEVERITY,
     Freeze,
     FreezeScope,
     FreezeStatus,
@@ -25,6 +24,7 @@ from thawline.domain.freezes import (
     Restriction,
     SourceKind,
 )
+from thawline.domain.review import FlaggedTransaction
 from thawline.oplog.entry import Actor, EvidenceRef, LogRecord, RuleRef, Subject
 from thawline.services import accounts
 from thawline.services.unit_of_work import UnitOfWork
@@ -50,6 +50,7 @@ class FreezeAccount:
     expires_at: datetime | None = None
     rule_version: int | None = None
     idempotency_key: str | None = None
+    transactions: tuple[FlaggedTransaction, ...] = ()  # what the source knew of flagged transactions
 
 
 def _freezes(uow: UnitOfWork, account_id: str, *, active_only: bool) -> list[Freeze]:
@@ -90,6 +91,11 @@ def freeze_account(uow: UnitOfWork, cmd: FreezeAccount, actor: Actor) -> tuple[F
     if cmd.source is SourceKind.RULE and cmd.rule_version is None:
         raise InvalidInputError("a rule freeze needs the rule version", field="rule_version")
     accounts.get(uow, cmd.account_id)
+    evidence = cmd.evidence + tuple(
+        EvidenceRef("transaction", t.id)
+        for t in cmd.transactions
+        if EvidenceRef("transaction", t.id) not in cmd.evidence
+    )
     now = uow.runtime.clock.now()
     binding = _freezes(uow, cmd.account_id, active_only=True)
     before = authorization.status(binding, now)
@@ -108,9 +114,24 @@ def freeze_account(uow: UnitOfWork, cmd: FreezeAccount, actor: Actor) -> tuple[F
         created_at=now,
         review_by=cmd.review_by or now + DEFAULT_REVIEW_AFTER,
         expires_at=cmd.expires_at,
-        evidence=tuple(f"{e.kind}:{e.id}" for e in cmd.evidence),
+        evidence=tuple(f"{e.kind}:{e.id}" for e in evidence),
     )
     uow.conn.execute(insert(freeze_table).values(**_row(new), idempotency_key=cmd.idempotency_key))
+    if cmd.transactions:
+        uow.conn.execute(
+            insert(freeze_transaction),
+            [
+                {
+                    "freeze_id": new.id,
+                    "transaction_id": t.id,
+                    "amount": t.amount,
+                    "currency": t.currency,
+                    "occurred_at": t.occurred_at,
+                    "order_ref": t.order_ref,
+                }
+                for t in cmd.transactions
+            ],
+        )
     uow.mark_changed()
     after = authorization.status([*binding, new], now)
     uow.record(
@@ -122,7 +143,7 @@ def freeze_account(uow: UnitOfWork, cmd: FreezeAccount, actor: Actor) -> tuple[F
             rule=RuleRef(cmd.source_ref, cmd.rule_version)
             if cmd.source is SourceKind.RULE and cmd.rule_version is not None
             else None,
-            evidence=cmd.evidence,
+            evidence=evidence,
             state_before={"account": before.value},
             state_after={"account": after.value, "freeze": new.state()},
             details={
@@ -140,56 +161,139 @@ def freeze_account(uow: UnitOfWork, cmd: FreezeAccount, actor: Actor) -> tuple[F
 def release(uow: UnitOfWork, freeze_id: str, actor: Actor, reason: str) -> Freeze:
     """Release one freeze directly (high-severity freezes need the reviewed, four-eyes path)."""
     current = get(uow, freeze_id)
-    if current.category in HIGH_SEVERITY:
+    if current.category in uow.runtime.high_severity:
         raise ConflictError(
             f"freeze {freeze_id} is {current.category.value}: "
             "releasing it needs a reviewed appeal with four eyes"
         )
     if not reason.strip():
         raise InvalidInputError("a release reason is required", field="reason")
+    return end(uow, current, FreezeStatus.RELEASED, actor, reason)
+
+
+def end(
+    uow: UnitOfWork,
+    current: Freeze,
+    to: FreezeStatus,
+    actor: Actor,
+    reason: str,
+    *,
+    details: dict[str, Any] | None = None,
+) -> Freeze:
+    """End an active freeze (released or expired) and record it; the one place a freeze ends."""
     now = uow.runtime.clock.now()
     binding = _freezes(uow, current.account_id, active_only=True)
     before = authorization.status(binding, now)
-    released = current.move(FreezeStatus.RELEASED, by=f"{actor.kind.value}:{actor.id}", reason=reason, at=now)
+    ended = current.move(to, by=f"{actor.kind.value}:{actor.id}", reason=reason, at=now)
     changed = uow.conn.execute(
         update(freeze_table)
-        .where(freeze_table.c.id == freeze_id, freeze_table.c.status == FreezeStatus.ACTIVE.value)
-        .values(status=released.status.value, ended_at=now, ended_by=released.ended_by, end_reason=reason)
+        .where(freeze_table.c.id == current.id, freeze_table.c.status == FreezeStatus.ACTIVE.value)
+        .values(status=ended.status.value, ended_at=now, ended_by=ended.ended_by, end_reason=reason)
     )
     if changed.rowcount != 1:  # another transaction ended it first
-        raise ConflictError(f"freeze {freeze_id} is no longer active")
+        raise ConflictError(f"freeze {current.id} is no longer active")
     uow.mark_changed()
-    after = authorization.status([f for f in binding if f.id != freeze_id], now)
+    after = authorization.status([f for f in binding if f.id != current.id], now)
     uow.record(
         LogRecord(
-            action="freeze.released",
+            action=f"freeze.{to.value}",
             actor=actor,
-            subject=Subject(account_id=current.account_id, freeze_id=freeze_id),
+            subject=Subject(account_id=current.account_id, freeze_id=current.id),
             state_before={"account": before.value, "freeze": current.state()},
-            state_after={"account": after.value, "freeze": released.state()},
-            details={"reason": reason},
+            state_after={"account": after.value, "freeze": ended.state()},
+            details={"reason": reason, **(details or {})},
         )
     )
-    return released
+    return ended
+
+
+def rereview(
+    uow: UnitOfWork, freeze_id: str, *, keep: bool, next_review_by: datetime | None, note: str, actor: Actor
+) -> Freeze:
+    """A reviewer re-examines a freeze: keep it until a new re-review date, or release it."""
+    current = get(uow, freeze_id)
+    if current.status is not FreezeStatus.ACTIVE:
+        raise ConflictError(f"freeze {freeze_id} is {current.status}; there is nothing to re-review")
+    if not note.strip():
+        raise InvalidInputError("a re-review needs a note", field="note")
+    if not keep:
+        if current.category in uow.runtime.high_severity:
+            raise ConflictError(
+                f"freeze {freeze_id} is {current.category.value}: release it through a four-eyes review"
+            )
+        return end(
+            uow, current, FreezeStatus.RELEASED, actor, "re-review: " + note, details={"rereview": True}
+        )
+    now = uow.runtime.clock.now()
+    if next_review_by is None or next_review_by <= now:
+        raise InvalidInputError("keeping a freeze needs a future re-review date", field="next_review_by")
+    uow.conn.execute(
+        update(freeze_table)
+        .where(freeze_table.c.id == freeze_id)
+        .values(review_by=next_review_by, rereview_flagged_at=None)
+    )
+    uow.mark_changed()
+    uow.record(
+        LogRecord(
+            action="freeze.rereviewed",
+            actor=actor,
+            subject=Subject(account_id=current.account_id, freeze_id=freeze_id),
+            state_before={"review_by": current.review_by.isoformat()},
+            state_after={"review_by": next_review_by.isoformat()},
+            details={"kept": True},
+        )
+    )
+    return get(uow, freeze_id)
+
+
+def flagged(uow: UnitOfWork, freeze_id: str) -> list[FlaggedTransaction]:
+    """What the freeze's source recorded about its flagged transactions."""
+    rows = uow.conn.execute(
+        select(freeze_transaction)
+        .where(freeze_transaction.c.freeze_id == freeze_id)
+        .order_by(freeze_transaction.c.transaction_id)
+    )
+    return [
+        FlaggedTransaction(
+            r.transaction_id,
+            None if r.amount is None else Decimal(str(r.amount)),
+            r.currency,
+            r.occurred_at,
+            r.order_ref,
+        )
+        for r in rows
+    ]
 
 
 # The gateway's hot path: one prepared statement for the account and its active freezes.
 _AUTHORIZE = text(
     # "freeze" is a keyword in PostgreSQL, hence the quotes and the alias.
-    'SELECT account.language AS holder_language, f.* FROM account LEFT JOIN "freeze" AS f '
+    "SELECT account.language AS holder_language, account.probation_until AS probation_until, f.* "
+    'FROM account LEFT JOIN "freeze" AS f '
     "ON f.account_id = account.id AND f.status = 'active' WHERE account.id = :account_id"
-).columns(account.c.language.label("holder_language"), *freeze_table.c)
+).columns(
+    account.c.language.label("holder_language"),
+    account.c.probation_until.label("probation_until"),
+    *freeze_table.c,
+)
 
 
 def authorize(uow: UnitOfWork, account_id: str, op: Operation) -> Decision:
-    """May ``account_id`` do ``op`` now? One query: the account and its active freezes."""
+    """May ``account_id`` do ``op`` now? One query: the account, its probation and its active freezes."""
     rows = uow.conn.execute(_AUTHORIZE, {"account_id": account_id}).all()
     if not rows:
         raise NotFoundError(f"account {account_id} is not registered")  # never an "allow"
+    now = uow.runtime.clock.now()
+    first = rows[0]
     binding = [_freeze(r) for r in rows if r.id is not None]
-    if not binding:
-        return authorization.ALLOW
-    return authorization.authorize(binding, op, uow.runtime.clock.now(), rows[0].holder_language)
+    decision = (
+        authorization.authorize(binding, op, now, first.holder_language) if binding else authorization.ALLOW
+    )
+    if decision.allowed and first.probation_until is not None:
+        return authorization.probation(
+            op, now, first.probation_until, uow.runtime.settings.large_amounts, first.holder_language
+        )
+    return decision
 
 
 def _row(f: Freeze) -> dict[str, Any]:

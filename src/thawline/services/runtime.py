@@ -12,10 +12,13 @@ from sqlalchemy import Engine
 from thawline.adapters.blobs import BlobStore
 from thawline.adapters.db.engine import create_db_engine
 from thawline.adapters.db.migrate import upgrade
+from thawline.adapters.face import FaceProvider, LocalFaceProvider
 from thawline.adapters.keys import load_or_create_secret, load_or_create_signing_key
+from thawline.adapters.sms import LocalSmsOutbox, SmsSender
 from thawline.config import Settings
 from thawline.domain.appeals import RequirementsMatrix
 from thawline.domain.clock import Clock, SystemClock
+from thawline.domain.freezes import ReasonCategory
 from thawline.oplog.note import Signer, Verifier
 from thawline.services.oplog import LogWriter
 
@@ -32,6 +35,10 @@ class Runtime:
     log: LogWriter = field(init=False)
     blobs: BlobStore = field(init=False)
     appeal_requirements: RequirementsMatrix = field(init=False)
+    high_severity: frozenset[ReasonCategory] = field(init=False)
+    sms: SmsSender = field(init=False)
+    face: FaceProvider = field(init=False)
+    face_callback_key: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         self.log = LogWriter(
@@ -42,6 +49,18 @@ class Runtime:
         )
         self.blobs = BlobStore(self.settings.blob_root, max_bytes=self.settings.max_upload_bytes)
         self.appeal_requirements = load_requirements(self.settings.appeal_requirements)
+        try:
+            self.high_severity = frozenset(
+                ReasonCategory(c.strip())
+                for c in self.settings.high_severity_categories.split(",")
+                if c.strip()
+            )
+        except ValueError as exc:
+            raise ValueError(f"THAWLINE_HIGH_SEVERITY_CATEGORIES: {exc}") from exc
+        # Local providers by default; a deployment swaps in its carrier and face provider here.
+        self.sms = LocalSmsOutbox(self.settings.sms_outbox_file)
+        self.face = LocalFaceProvider()
+        self.face_callback_key = load_or_create_secret(self.settings.face_callback_key_file)
 
     @property
     def verifier(self) -> Verifier:

@@ -34,6 +34,7 @@ class VaultKeys:
 
     kek: bytes
     index_key: bytes
+    otp_key: bytes  # keys the hashes of one-time codes
 
 
 @lru_cache(maxsize=8)
@@ -43,7 +44,11 @@ def derive_keys(master: bytes) -> VaultKeys:
     def hkdf(info: bytes) -> bytes:
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
 
-    return VaultKeys(kek=hkdf(b"thawline/vault/kek/v1"), index_key=hkdf(b"thawline/vault/blind-index/v1"))
+    return VaultKeys(
+        kek=hkdf(b"thawline/vault/kek/v1"),
+        index_key=hkdf(b"thawline/vault/blind-index/v1"),
+        otp_key=hkdf(b"thawline/otp/v1"),
+    )
 
 
 def blind_index(keys: VaultKeys, kind: str, value: str) -> bytes:

@@ -146,6 +146,7 @@ account = Table(
     Column("vip_tier", SmallInteger, nullable=False),
     Column("language", String(8), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("probation_until", UTCDateTime),  # the gateway's hot path reads it with the account
 )
 
 freeze = Table(
@@ -175,6 +176,7 @@ freeze = Table(
     Column("ended_by", String(128)),
     Column("end_reason", Text),
     Column("idempotency_key", String(128), unique=True),
+    Column("rereview_flagged_at", UTCDateTime),  # the re-review date passed; waiting for a reviewer
     Index("ix_freeze_account_status", "account_id", "status"),
 )
 
@@ -193,6 +195,13 @@ appeal = Table(
     Column("submitted_at", UTCDateTime),
     Column("first_response_due", UTCDateTime),
     Column("expedited", Boolean, nullable=False, server_default=false()),
+    Column("assignee", String(128)),  # the reviewer holding the case
+    Column("claimed_at", UTCDateTime),
+    Column("first_responded_at", UTCDateTime),  # the first human action after (re)submission
+    Column("escalated_at", UTCDateTime),  # the first-response deadline passed unanswered
+    Column("first_approver", String(128)),  # four eyes: the first of two approvals
+    Column("decided_at", UTCDateTime),
+    Column("idle_expires_at", UTCDateTime),  # a draft or needs-more-info appeal lapses then
 )
 
 appeal_material = Table(
@@ -206,6 +215,10 @@ appeal_material = Table(
     Column("size", Integer, nullable=False),
     Column("transaction_ids", Text, nullable=False),  # space-separated, for vouchers
     Column("created_at", UTCDateTime, nullable=False),
+    # What the holder declares a voucher shows; the machine pre-review compares it with the freeze.
+    Column("declared_order_ref", String(128)),
+    Column("declared_amount", Numeric(24, 6)),
+    Column("declared_at", UTCDateTime),
 )
 
 # VIP expedite quota: one row per account and calendar year, spent by a conditional UPDATE.
@@ -216,3 +229,86 @@ vip_expedite = Table(
     Column("year", SmallInteger, primary_key=True, autoincrement=False),
     Column("used", SmallInteger, nullable=False),
 )
+
+# What the freeze's source knew about each flagged transaction; the machine pre-review checks
+# the holder's vouchers against it (the risk engine fills it from its transaction log).
+freeze_transaction = Table(
+    "freeze_transaction",
+    metadata,
+    Column("freeze_id", String(40), ForeignKey("freeze.id"), primary_key=True),
+    Column("transaction_id", String(128), primary_key=True),
+    Column("amount", Numeric(24, 6)),
+    Column("currency", String(3)),
+    Column("occurred_at", UTCDateTime),
+    Column("order_ref", String(128)),
+)
+
+# The dual review: the machine pre-review first, then people. One row per recorded opinion.
+appeal_review = Table(
+    "appeal_review",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("appeal_id", String(40), ForeignKey("appeal.id"), nullable=False, index=True),
+    Column("reviewer", String(128), nullable=False),  # "machine:pre_review" or "reviewer:<key id>"
+    Column("kind", String(8), nullable=False),  # machine | human
+    Column("decision", String(24), nullable=False),
+    Column("reason_codes", Text, nullable=False),  # space-separated
+    Column("note", Text, nullable=False),
+    Column("confidence", Numeric(4, 3)),  # machine only
+    Column("findings", Text, nullable=False),  # JSON list of the checks and their outcomes
+    Column("agrees_with_machine", Boolean),  # human only; NULL when there was no machine opinion
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Conflicts of interest: a reviewer never reviews an account they are linked to.
+reviewer_conflict = Table(
+    "reviewer_conflict",
+    metadata,
+    Column("reviewer", String(128), primary_key=True),
+    Column("account_id", String(64), ForeignKey("account.id"), primary_key=True),
+    Column("note", Text, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Second verification before an approved appeal releases its freeze: SMS code and face match.
+release_verification = Table(
+    "release_verification",
+    metadata,
+    Column("appeal_id", String(40), ForeignKey("appeal.id"), primary_key=True),
+    Column("freeze_id", String(40), ForeignKey("freeze.id"), nullable=False),
+    Column("account_id", String(64), ForeignKey("account.id"), nullable=False),
+    Column("required", Text, nullable=False),  # space-separated steps: sms_code face
+    Column("status", String(16), nullable=False),  # pending | completed
+    Column("otp_hash", LargeBinary(32)),  # keyed hash of the current code; never the code
+    Column("otp_expires_at", UTCDateTime),
+    Column("otp_attempts", SmallInteger, nullable=False),
+    Column("otp_sent_at", UTCDateTime),
+    Column("otp_sends", SmallInteger, nullable=False),  # in the current throttle window
+    Column("otp_window_start", UTCDateTime),
+    Column("sms_verified_at", UTCDateTime),
+    Column("face_session", String(64), unique=True),
+    Column("face_started_at", UTCDateTime),
+    Column("face_failures", SmallInteger, nullable=False),
+    Column("face_verified_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+)
+
+# Probation after a release: large transactions are denied until ends_at.
+probation = Table(
+    "probation",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(64), ForeignKey("account.id"), nullable=False, index=True),
+    Column("freeze_id", String(40), ForeignKey("freeze.id"), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False, index=True),
+    Column("ended_at", UTCDateTime),  # set by the scheduler when it records the end
+)
+
+# What the scheduler scans for: each timer is a stored deadline with an index.
+Index("ix_appeal_first_response_due", appeal.c.first_response_due)
+Index("ix_appeal_idle_expires_at", appeal.c.idle_expires_at)
+Index("ix_freeze_review_by", freeze.c.review_by)
+Index("ix_freeze_expires_at", freeze.c.expires_at)
