@@ -13,6 +13,7 @@ from thawline import __version__
 from thawline.api import problems
 from thawline.api.routes import accounts, appeals, health, log
 from thawline.services.runtime import Runtime
+from thawline.services.scheduler import Scheduler
 from thawline.services.unit_of_work import UnitOfWork
 
 logger = logging.getLogger("thawline.checkpoints")
@@ -55,18 +56,18 @@ class CheckpointTimer:
 
 
 def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
-    """Build the app around ``runtime``; ``background`` starts the checkpoint timer."""
+    """Build the app around ``runtime``; ``background`` starts the checkpoint timer and the scheduler."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        timer = CheckpointTimer(runtime) if background else None
-        if timer is not None:
-            timer.start()
+        jobs = [CheckpointTimer(runtime), Scheduler(runtime)] if background else []
+        for job in jobs:
+            job.start()
         try:
             yield
         finally:
-            if timer is not None:
-                timer.stop()
+            for job in jobs:
+                job.stop()
 
     app = FastAPI(
         title="Thawline",

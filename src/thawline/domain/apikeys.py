@@ -19,6 +19,8 @@ class Scope(StrEnum):
     ACCOUNTS_WRITE = "accounts:write"
     FREEZES_WRITE = "freezes:write"
     APPEALS_WRITE = "appeals:write"
+    REVIEWS_WRITE = "reviews:write"  # a reviewer: claim, decide, re-review freezes
+    REVIEWS_LEAD = "reviews:lead"  # a review lead: assign cases, declare conflicts of interest
     AUTHZ_CHECK = "authz:check"
     ADMIN = "admin"
 
