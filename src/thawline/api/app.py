@@ -60,7 +60,9 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        jobs = [CheckpointTimer(runtime), Scheduler(runtime)] if background else []
+        jobs: list[CheckpointTimer | Scheduler] = (
+            [CheckpointTimer(runtime), Scheduler(runtime)] if background else []
+        )
         for job in jobs:
             job.start()
         try:
