@@ -218,6 +218,7 @@ class Appeal:
     first_approver: str | None = None
     decided_at: datetime | None = None
     idle_expires_at: datetime | None = None
+    version: int = 0  # bumped by every stored change; a stale copy cannot be saved
 
     def move(self, to: AppealStatus, *, at: datetime, first_response: timedelta | None = None) -> Appeal:
         """The one guarded transition; illegal moves raise ConflictError and change nothing."""

@@ -124,7 +124,7 @@ def check_vouchers(flagged: list[FlaggedTransaction], vouchers: list[DeclaredVou
         if v.amount is not None and all(f.amount is not None for f in facts):
             recorded = sum((f.amount or Decimal(0) for f in facts), Decimal(0))
             if recorded != v.amount:
-                problems.append(f"amount {v.amount} ≠ recorded {recorded}")
+                problems.append(f"amount {_money(v.amount)} ≠ recorded {_money(recorded)}")
         one = facts[0] if len(facts) == 1 else FlaggedTransaction("")
         if v.order_ref is not None and one.order_ref is not None and v.order_ref.strip() != one.order_ref:
             problems.append(f"order {v.order_ref} ≠ recorded {one.order_ref}")
@@ -139,6 +139,12 @@ def check_vouchers(flagged: list[FlaggedTransaction], vouchers: list[DeclaredVou
         else:
             out.append(Finding("voucher", "ok", f"{label}: matches the recorded transaction"))
     return out
+
+
+def _money(amount: Decimal) -> str:
+    """88.500000 → 88.50; more precise amounts keep their digits."""
+    cents = amount.quantize(Decimal("0.01"))
+    return str(cents) if cents == amount else format(amount.normalize(), "f")
 
 
 def recommend(

@@ -330,16 +330,15 @@ _MUTABLE = (
 
 
 def save(uow: UnitOfWork, before: Appeal, after: Appeal) -> None:
-    """Write ``after`` if the appeal is still ``before`` (status and holder); else 409, nothing changed."""
-    assignee = appeal_table.c.assignee
+    """Write ``after`` if the stored appeal is still ``before`` (same version); else 409, nothing changed."""
     changed = uow.conn.execute(
         update(appeal_table)
-        .where(
-            appeal_table.c.id == before.id,
-            appeal_table.c.status == before.status.value,
-            assignee.is_(None) if before.assignee is None else assignee == before.assignee,
+        .where(appeal_table.c.id == before.id, appeal_table.c.version == before.version)
+        .values(
+            status=after.status.value,
+            version=before.version + 1,
+            **{name: getattr(after, name) for name in _MUTABLE},
         )
-        .values(status=after.status.value, **{name: getattr(after, name) for name in _MUTABLE})
     )
     if changed.rowcount != 1:  # a concurrent command moved it first
         raise ConflictError(f"appeal {before.id} changed meanwhile; reload and retry")
@@ -397,4 +396,5 @@ def from_row(r: Row[Any]) -> Appeal:
         first_approver=r.first_approver,
         decided_at=r.decided_at,
         idle_expires_at=r.idle_expires_at,
+        version=r.version,
     )

@@ -55,7 +55,7 @@ def expedite(uow: UnitOfWork, appeal_id: str, actor: Actor) -> Quota:
     marked = uow.conn.execute(
         update(appeal_table)
         .where(appeal_table.c.id == appeal_id, appeal_table.c.expedited.is_(False))
-        .values(expedited=True)
+        .values(expedited=True, version=appeal_table.c.version + 1)
     )
     if marked.rowcount != 1:
         raise ConflictError(f"appeal {appeal_id} is already expedited")

@@ -187,9 +187,9 @@ def decide(
         raise InvalidInputError("the note is longer than 5000 characters", field="note")
     current = appeals.get(uow, appeal_id)
     me = ref(reviewer)
-    if current.status not in (AppealStatus.IN_REVIEW, AppealStatus.SECOND_APPROVAL):
+    if current.status not in QUEUED:
         raise ConflictError(f"appeal {appeal_id} is {current.status}; it cannot be decided")
-    if current.assignee != me:
+    if current.assignee != me:  # a claim also moves a submitted case into review
         raise ConflictError(f"claim appeal {appeal_id} before deciding it")
     _eligible(uow, current, me)
     frozen = freezes.get(uow, current.freeze_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -136,7 +137,7 @@ def send_code(uow: UnitOfWork, appeal_id: str, actor: Actor) -> Verification:
     now = uow.runtime.clock.now()
     wait = otp.resend_wait(now, r.otp_sent_at, r.otp_window_start, r.otp_sends)
     if wait is not None:
-        raise ConflictError(f"a code was sent recently; try again in {int(wait.total_seconds()) + 1} s")
+        raise ConflictError(f"a code was sent recently; try again in {math.ceil(wait.total_seconds())} s")
     view = accounts.get(uow, r.account_id)
     phone_refs = view.identity_refs.get("phone", [])
     phone = vault.reveal(uow, phone_refs[0]) if phone_refs else None
@@ -269,7 +270,7 @@ def face_result(
     if r.face_verified_at is not None or r.status != "pending":
         return _view(uow, r)  # the provider retried a delivered callback
     provider = Actor(ActorKind.SYSTEM, "face_provider")
-    details = {"session": session_id, "score": round(score, 4), "provider_ref": provider_ref}
+    details = {"session": session_id, "score": f"{score:.4f}", "provider_ref": provider_ref}
     now = uow.runtime.clock.now()
     if not passed:
         uow.conn.execute(

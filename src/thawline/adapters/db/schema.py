@@ -202,6 +202,7 @@ appeal = Table(
     Column("first_approver", String(128)),  # four eyes: the first of two approvals
     Column("decided_at", UTCDateTime),
     Column("idle_expires_at", UTCDateTime),  # a draft or needs-more-info appeal lapses then
+    Column("version", Integer, nullable=False, server_default="0"),  # optimistic lock: +1 per change
 )
 
 appeal_material = Table(

@@ -124,6 +124,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("first_approver", sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column("decided_at", UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column("idle_expires_at", UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("version", sa.Integer(), server_default="0", nullable=False))
         batch_op.create_index("ix_appeal_first_response_due", ["first_response_due"], unique=False)
         batch_op.create_index("ix_appeal_idle_expires_at", ["idle_expires_at"], unique=False)
 
@@ -156,6 +157,7 @@ def downgrade() -> None:
     with op.batch_alter_table("appeal", schema=None) as batch_op:
         batch_op.drop_index("ix_appeal_idle_expires_at")
         batch_op.drop_index("ix_appeal_first_response_due")
+        batch_op.drop_column("version")
         batch_op.drop_column("idle_expires_at")
         batch_op.drop_column("decided_at")
         batch_op.drop_column("first_approver")
