@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from thawline import __version__
 from thawline.api import problems
-from thawline.api.routes import accounts, appeals, health, log
+from thawline.api.routes import accounts, appeals, health, log, review, verification
 from thawline.services.runtime import Runtime
 from thawline.services.scheduler import Scheduler
 from thawline.services.unit_of_work import UnitOfWork
@@ -86,4 +86,6 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.include_router(log.router)
     app.include_router(accounts.router)
     app.include_router(appeals.router)
+    app.include_router(review.router)
+    app.include_router(verification.router)
     return app

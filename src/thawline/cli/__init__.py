@@ -1,10 +1,10 @@
-"""The ``thawline`` command line: serve, database, API keys, the operation log, the vault."""
+"""The ``thawline`` command line: serve, worker, review, verification, the log, the vault and more."""
 
 from __future__ import annotations
 
 import typer
 
-from thawline.cli import accounts, admin, logcmd
+from thawline.cli import accounts, admin, logcmd, review, verification, worker
 
 app = typer.Typer(
     help="Thawline — freeze risky accounts, explain why, release safely, prove every step. / 冻结与解封平台",
@@ -12,12 +12,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(admin.serve)
+app.command("worker")(worker.worker)
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.apikey_app, name="apikey")
 app.add_typer(admin.vault_app, name="vault")
 app.add_typer(logcmd.log_app, name="log")
 app.add_typer(accounts.account_app, name="account")
 app.add_typer(accounts.freeze_app, name="freeze")
+app.add_typer(review.review_app, name="review")
+app.add_typer(verification.verification_app, name="verification")
+app.add_typer(verification.dev_app, name="dev")
 
 
 def main() -> None:

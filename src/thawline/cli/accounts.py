@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
@@ -10,7 +11,7 @@ import typer
 from thawline.cli.common import CLI_ACTOR, console, print_json, runtime
 from thawline.domain import authorization
 from thawline.domain.freezes import Direction, Freeze, Operation
-from thawline.services import accounts, freezes, timeline
+from thawline.services import accounts, freezes, selfservice, timeline
 from thawline.services.unit_of_work import UnitOfWork
 
 account_app = typer.Typer(help="Accounts and their freezes. / 账户与冻结。", no_args_is_help=True)
@@ -98,6 +99,72 @@ def authorize(
     )
     if not decision.allowed:
         raise typer.Exit(3)
+
+
+@account_app.command("kyc")
+def kyc(
+    account_id: Annotated[str, typer.Argument(help="The account id. / 账户编号。")],
+    level: Annotated[str, typer.Argument(help="none, basic or full. / KYC 等级。")],
+) -> None:
+    """Record a new KYC level; full KYC lifts finish-KYC freezes (self-service). / 更新 KYC 等级。"""
+    with runtime() as rt, UnitOfWork(rt) as uow:
+        released = selfservice.update_kyc(uow, account_id, level, CLI_ACTOR)
+        view = accounts.get(uow, account_id)
+        uow.commit()
+    for f in released:
+        console.print(f"released {f.id} ({f.category.value})")
+    print_json(
+        {
+            "account_id": account_id,
+            "kyc_level": level,
+            "released": [_freeze_json(f, view.language) for f in released],
+        }
+    )
+
+
+def _aware(value: str, param_hint: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            "not an ISO 8601 time, e.g. 2026-03-01T09:00:00Z", param_hint=param_hint
+        ) from exc
+    if parsed.tzinfo is None:
+        raise typer.BadParameter(
+            "give a time zone, e.g. 2026-03-01T09:00:00+08:00 or …Z", param_hint=param_hint
+        )
+    return parsed
+
+
+@freeze_app.command("rereview")
+def rereview(
+    freeze_id: Annotated[str, typer.Argument(help="The freeze id. / 冻结编号。")],
+    *,
+    keep: Annotated[
+        bool, typer.Option("--keep/--release", help="Keep the freeze, or release it. / 维持或解除。")
+    ],
+    note: Annotated[str, typer.Option(help="What the re-review found (recorded in the log). / 复查结论。")],
+    next_review_by: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ISO-8601",
+            help="With --keep: the next re-review date, with a time zone. / 下次复查时间。",
+        ),
+    ] = None,
+) -> None:
+    """Re-examine a freeze: keep it until a new re-review date, or release it. / 复查冻结。"""
+    if not keep and next_review_by is not None:
+        raise typer.BadParameter("--next-review-by goes with --keep", param_hint="--next-review-by")
+    if keep and next_review_by is None:
+        raise typer.BadParameter("keeping a freeze needs --next-review-by", param_hint="--next-review-by")
+    when = None if next_review_by is None else _aware(next_review_by, "--next-review-by")
+    with runtime() as rt, UnitOfWork(rt) as uow:
+        after = freezes.rereview(uow, freeze_id, keep=keep, next_review_by=when, note=note, actor=CLI_ACTOR)
+        uow.commit()
+    if keep:
+        console.print(f"kept {after.id}; next re-review by {after.review_by.isoformat()}")
+    else:
+        console.print(f"released {after.id} on {after.account_id}")
 
 
 @freeze_app.command("release")

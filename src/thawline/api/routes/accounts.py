@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from thawline.api.deps import ReadUow, RuntimeDep, require
 from thawline.domain import authorization
@@ -22,8 +22,9 @@ from thawline.domain.freezes import (
     Restriction,
     SourceKind,
 )
+from thawline.domain.review import FlaggedTransaction
 from thawline.oplog.entry import Actor, ActorKind, EvidenceRef
-from thawline.services import accounts, freezes, timeline
+from thawline.services import accounts, freezes, selfservice, timeline
 from thawline.services.apikeys import ApiKeyInfo
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -80,6 +81,16 @@ class EvidenceIn(BaseModel):
     id: Token
 
 
+class TransactionIn(BaseModel):
+    """What the source knows of one flagged transaction; the pre-review checks vouchers against it."""
+
+    id: Token
+    amount: Decimal | None = Field(default=None, ge=0, max_digits=24, decimal_places=6)
+    currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
+    occurred_at: AwareDatetime | None = None
+    order_ref: str | None = Field(default=None, min_length=1, max_length=128)
+
+
 class FreezeIn(BaseModel):
     """Put a freeze on an account."""
 
@@ -97,6 +108,11 @@ class FreezeIn(BaseModel):
         default=None, description="Mandatory re-review date (default 30 days)."
     )
     expires_at: datetime | None = None
+    transactions: list[TransactionIn] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The flagged transactions; each also becomes a transaction evidence reference.",
+    )
 
 
 class FreezeOut(BaseModel):
@@ -147,6 +163,9 @@ class AccountOut(BaseModel):
     vip_tier: int
     language: str
     created_at: datetime
+    probation_until: datetime | None = Field(
+        description="After a reviewed release, large transactions are denied until then."
+    )
     freezes: list[FreezeOut]
 
 
@@ -188,6 +207,7 @@ def _account_out(uow: UnitOfWork, account_id: str, key: ApiKeyInfo) -> AccountOu
         vip_tier=view.vip_tier,
         language=view.language,
         created_at=view.created_at,
+        probation_until=view.probation_until,
         freezes=[FreezeOut.of(f, view.language, internal=internal) for f in all_freezes],
     )
 
@@ -223,6 +243,31 @@ def get_account(account_id: str, uow: ReadUow, key: CanReadAccounts) -> AccountO
     return _account_out(uow, account_id, key)
 
 
+class KycIn(BaseModel):
+    """The holder's new KYC level."""
+
+    kyc_level: str = Field(pattern="^(none|basic|full)$")
+
+
+class KycOut(BaseModel):
+    """The recorded level and the freezes it lifted."""
+
+    account_id: str
+    kyc_level: str
+    released_freezes: list[str] = Field(description="Freezes lifted because KYC is now complete.")
+
+
+@router.post("/accounts/{account_id}/kyc", response_model=KycOut)
+def update_kyc(account_id: str, body: KycIn, runtime: RuntimeDep, key: CanWriteAccounts) -> KycOut:
+    """Record the holder's KYC level; reaching full KYC releases kyc_incomplete freezes (self-service)."""
+    with UnitOfWork(runtime) as uow:
+        released = selfservice.update_kyc(uow, account_id, body.kyc_level, _actor(key))
+        uow.commit()
+    return KycOut(
+        account_id=account_id, kyc_level=body.kyc_level, released_freezes=[f.id for f in released]
+    )
+
+
 @router.post("/accounts/{account_id}/freezes", response_model=FreezeOut, status_code=201)
 def freeze_account(
     account_id: str,
@@ -251,6 +296,10 @@ def freeze_account(
         review_by=body.review_by,
         expires_at=body.expires_at,
         rule_version=body.rule_version,
+        transactions=tuple(
+            FlaggedTransaction(t.id, t.amount, t.currency, t.occurred_at, t.order_ref)
+            for t in body.transactions
+        ),
         idempotency_key=None if idempotency_key is None else f"{key.id}:{idempotency_key}",
     )
     with UnitOfWork(runtime) as uow:

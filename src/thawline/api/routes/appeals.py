@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from thawline.api.deps import ReadUow, RuntimeDep, require
@@ -102,10 +103,16 @@ class AppealOut(BaseModel):
     submitted_at: datetime | None
     first_response_due: datetime | None
     expedited: bool
+    assignee: str | None = Field(description="The reviewer holding the case, as 'reviewer:<key id>'.")
+    first_responded_at: datetime | None
+    escalated_at: datetime | None = Field(description="When the first-response deadline was missed.")
+    first_approver: str | None = Field(description="Four eyes: who gave the first of two approvals.")
+    decided_at: datetime | None
     materials: list[MaterialOut]
 
 
-def _out(uow: UnitOfWork, a: Appeal) -> AppealOut:
+def appeal_out(uow: UnitOfWork, a: Appeal) -> AppealOut:
+    """Render an appeal with its materials."""
     return AppealOut(
         id=a.id,
         freeze_id=a.freeze_id,
@@ -117,6 +124,11 @@ def _out(uow: UnitOfWork, a: Appeal) -> AppealOut:
         submitted_at=a.submitted_at,
         first_response_due=a.first_response_due,
         expedited=a.expedited,
+        assignee=a.assignee,
+        first_responded_at=a.first_responded_at,
+        escalated_at=a.escalated_at,
+        first_approver=a.first_approver,
+        decided_at=a.decided_at,
         materials=[MaterialOut.of(m) for m in appeals.materials(uow, a.id)],
     )
 
@@ -135,7 +147,7 @@ def open_appeal(
             contact_value=body.contact.value,
             actor=_actor(key),
         )
-        out = _out(uow, made)
+        out = appeal_out(uow, made)
         uow.commit()
     if not created:
         response.status_code = 200
@@ -145,7 +157,7 @@ def open_appeal(
 @router.get("/appeals/{appeal_id}", response_model=AppealOut)
 def get_appeal(appeal_id: str, uow: ReadUow, _key: CanAppeal) -> AppealOut:
     """An appeal and its materials."""
-    return _out(uow, appeals.get(uow, appeal_id))
+    return appeal_out(uow, appeals.get(uow, appeal_id))
 
 
 @router.put("/appeals/{appeal_id}/materials", response_model=MaterialOut, status_code=201)
@@ -159,8 +171,23 @@ async def upload_material(
     transaction_ids: Annotated[
         str, Query(max_length=2000, description="Comma-separated, for vouchers.")
     ] = "",
+    order_ref: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="Vouchers: the order number shown.")
+    ] = None,
+    amount: Annotated[
+        Decimal | None,
+        Query(ge=0, max_digits=24, decimal_places=6, description="Vouchers: the amount shown."),
+    ] = None,
+    occurred_at: Annotated[
+        AwareDatetime | None,
+        Query(description="Vouchers: when the payment happened (ISO 8601 with a time zone)."),
+    ] = None,
 ) -> MaterialOut:
-    """Upload one file as the raw request body; its type is checked by content (PDF, PNG, JPEG, WebP)."""
+    """Upload one file as the raw request body; its type is checked by content (PDF, PNG, JPEG, WebP).
+
+    For a voucher, declare what it shows (order number, amount, time): the pre-review compares them
+    with the flagged transactions.
+    """
     limit = runtime.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -175,11 +202,22 @@ async def upload_material(
                 f"the file is larger than the {limit // (1024 * 1024)} MB limit", field="file"
             )
     ids = tuple(t.strip() for t in transaction_ids.split(",") if t.strip())
+    voucher = (
+        None
+        if order_ref is None and amount is None and occurred_at is None
+        else appeals.VoucherData(order_ref=order_ref, amount=amount, occurred_at=occurred_at)
+    )
 
     def store() -> Material:
         with UnitOfWork(runtime) as uow:
             stored = appeals.add_material(
-                uow, appeal_id, kind=kind, data=bytes(data), transaction_ids=ids, actor=_actor(key)
+                uow,
+                appeal_id,
+                kind=kind,
+                data=bytes(data),
+                transaction_ids=ids,
+                actor=_actor(key),
+                declared=voucher,
             )
             uow.commit()
         return stored
@@ -212,7 +250,7 @@ def _move(
     runtime: Runtime, appeal_id: str, command: Callable[[UnitOfWork, str, Actor], Appeal], key: ApiKeyInfo
 ) -> AppealOut:
     with UnitOfWork(runtime) as uow:
-        out = _out(uow, command(uow, appeal_id, _actor(key)))
+        out = appeal_out(uow, command(uow, appeal_id, _actor(key)))
         uow.commit()
     return out
 
