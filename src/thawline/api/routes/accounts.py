@@ -263,9 +263,7 @@ def update_kyc(account_id: str, body: KycIn, runtime: RuntimeDep, key: CanWriteA
     with UnitOfWork(runtime) as uow:
         released = selfservice.update_kyc(uow, account_id, body.kyc_level, _actor(key))
         uow.commit()
-    return KycOut(
-        account_id=account_id, kyc_level=body.kyc_level, released_freezes=[f.id for f in released]
-    )
+    return KycOut(account_id=account_id, kyc_level=body.kyc_level, released_freezes=[f.id for f in released])
 
 
 @router.post("/accounts/{account_id}/freezes", response_model=FreezeOut, status_code=201)
