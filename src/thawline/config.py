@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -78,7 +79,7 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="How often serve/worker look for due timers."
     )
 
-    @property
+    @cached_property
     def large_amounts(self) -> dict[str, Decimal]:
         """The probation limits by currency."""
         out = {}

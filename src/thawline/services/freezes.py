@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -266,7 +267,7 @@ def flagged(uow: UnitOfWork, freeze_id: str) -> list[FlaggedTransaction]:
 
 
 # The gateway's hot path: one prepared statement for the account and its active freezes.
-_AUTHORIZE = text(
+AUTHORIZE_QUERY = text(
     # "freeze" is a keyword in PostgreSQL, hence the quotes and the alias.
     "SELECT account.language AS holder_language, account.probation_until AS probation_until, f.* "
     'FROM account LEFT JOIN "freeze" AS f '
@@ -280,19 +281,23 @@ _AUTHORIZE = text(
 
 def authorize(uow: UnitOfWork, account_id: str, op: Operation) -> Decision:
     """May ``account_id`` do ``op`` now? One query: the account, its probation and its active freezes."""
-    rows = uow.conn.execute(_AUTHORIZE, {"account_id": account_id}).all()
+    rows = uow.conn.execute(AUTHORIZE_QUERY, {"account_id": account_id}).all()
+    return decide(rows, account_id, op, uow.runtime.clock.now(), uow.runtime.settings.large_amounts)
+
+
+def decide(
+    rows: Sequence[Row[Any]], account_id: str, op: Operation, now: datetime, limits: dict[str, Decimal]
+) -> Decision:
+    """The decision from the rows of :data:`AUTHORIZE_QUERY` (no rows: the account is unknown)."""
     if not rows:
         raise NotFoundError(f"account {account_id} is not registered")  # never an "allow"
-    now = uow.runtime.clock.now()
     first = rows[0]
     binding = [_freeze(r) for r in rows if r.id is not None]
     decision = (
         authorization.authorize(binding, op, now, first.holder_language) if binding else authorization.ALLOW
     )
     if decision.allowed and first.probation_until is not None:
-        return authorization.probation(
-            op, now, first.probation_until, uow.runtime.settings.large_amounts, first.holder_language
-        )
+        return authorization.probation(op, now, first.probation_until, limits, first.holder_language)
     return decision
 
 

@@ -51,7 +51,10 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
     def _on_begin(conn: Any) -> None:
         # Writers take the write lock up front, so two writers never interleave and the
         # operation log's chain cannot fork; read-only units of work do not block them.
-        if conn.get_execution_options().get(READ_ONLY):
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # each statement is its own transaction (the authoriser's single SELECTs)
+        if options.get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
