@@ -1,0 +1,67 @@
+"""``thawline worker``: act on due timers (deadlines, expiries, re-reviews, probation ends).
+
+Every deadline is a stored column, so a worker can be stopped and started at any time, and
+several may run at once (with each other and with ``thawline serve``): each due item is
+changed and recorded by exactly one of them.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from thawline.cli.common import console, print_json, runtime
+from thawline.services import scheduler
+
+
+def worker(
+    once: Annotated[
+        bool, typer.Option(help="Scan once, print what was handled as JSON, and exit. / 只扫描一次。")
+    ] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="Seconds between scans (default THAWLINE_SCHEDULER_INTERVAL_SECONDS). / 扫描间隔（秒）。",
+        ),
+    ] = None,
+) -> None:
+    """Run the timer scheduler until Ctrl-C or SIGTERM. / 运行定时任务。"""
+    with runtime() as rt:
+        if once:
+            print_json(scheduler.run_due(rt))
+            return
+        every = interval or rt.settings.scheduler_interval_seconds
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            console.print(f"{signal.Signals(signum).name}: stopping after the current scan")
+            stop.set()
+            # A second Ctrl-C interrupts at once; an open transaction is rolled back.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        console.print(f"worker: scanning for due timers every {every:g} s (Ctrl-C to stop)")
+        try:
+            while not stop.is_set():
+                try:
+                    counts = scheduler.run_due(rt)
+                except Exception as exc:  # a failed scan is retried on the next tick
+                    console.print(f"[red]timer scan failed:[/red] {exc!r}")
+                else:
+                    handled = ", ".join(f"{name}={n}" for name, n in counts.items() if n)
+                    if handled:
+                        console.print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z handled {handled}")
+                stop.wait(every)
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            raise typer.Exit(130) from None
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        console.print("worker stopped")
