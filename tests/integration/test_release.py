@@ -126,7 +126,15 @@ def test_resends_are_throttled(runtime: Runtime, clock: FakeClock) -> None:
 
 def test_a_failed_face_match_is_recorded_and_a_replayed_result_changes_nothing(runtime: Runtime) -> None:
     freeze_id, appeal_id = _approved(runtime)
-    lc.pass_face(runtime, appeal_id, passed=False)
+    with UnitOfWork(runtime) as uow:
+        failing, _url = verification.start_face(uow, appeal_id, lc.HOLDER)
+        uow.commit()
+    for _ in range(2):  # the provider delivers the failure twice
+        with UnitOfWork(runtime) as uow:
+            verification.face_result(
+                uow, failing.face_session or "", passed=False, score=0.2, provider_ref="p0"
+            )
+            uow.commit()
     with UnitOfWork(runtime, read_only=True) as uow:
         view = verification.get(uow, appeal_id)
     assert (view.face_verified, view.face_session) == (False, None)

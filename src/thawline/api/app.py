@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from thawline import __version__
 from thawline.api import problems
 from thawline.api.routes import accounts, appeals, health, log, review, verification
+from thawline.services.authorizer import Authorizer
 from thawline.services.runtime import Runtime
 from thawline.services.scheduler import Scheduler
 from thawline.services.unit_of_work import UnitOfWork
@@ -70,6 +71,7 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
         finally:
             for job in jobs:
                 job.stop()
+            app.state.authorizer.close()
 
     app = FastAPI(
         title="Thawline",
@@ -81,6 +83,7 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.authorizer = Authorizer(runtime)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(log.router)

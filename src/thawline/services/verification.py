@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, func, insert, or_, select, update
 
 from thawline.adapters.db.schema import account as account_table
 from thawline.adapters.db.schema import probation, release_verification
@@ -260,15 +260,16 @@ def face_result(
     uow: UnitOfWork, session_id: str, *, passed: bool, score: float, provider_ref: str
 ) -> Verification:
     """The provider's (already authenticated) result for a session; a repeated callback changes nothing."""
+    rv = release_verification.c
     r = uow.conn.execute(
         select(release_verification)
-        .where(release_verification.c.face_session == session_id)
+        .where(or_(rv.face_session == session_id, rv.face_failed_session == session_id))
         .with_for_update()
     ).first()
     if r is None:
         raise NotFoundError(f"face session {session_id} is unknown or superseded")
-    if r.face_verified_at is not None or r.status != "pending":
-        return _view(uow, r)  # the provider retried a delivered callback
+    if r.face_session != session_id or r.face_verified_at is not None or r.status != "pending":
+        return _view(uow, r)  # the provider retried a delivered callback: nothing changes
     provider = Actor(ActorKind.SYSTEM, "face_provider")
     details = {"session": session_id, "score": f"{score:.4f}", "provider_ref": provider_ref}
     now = uow.runtime.clock.now()
@@ -276,7 +277,7 @@ def face_result(
         uow.conn.execute(
             update(release_verification)
             .where(release_verification.c.appeal_id == r.appeal_id)
-            .values(face_failures=r.face_failures + 1, face_session=None)
+            .values(face_failures=r.face_failures + 1, face_session=None, face_failed_session=session_id)
         )
         uow.mark_changed()
         uow.record(

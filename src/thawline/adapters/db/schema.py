@@ -291,6 +291,7 @@ release_verification = Table(
     Column("face_session", String(64), unique=True),
     Column("face_started_at", UTCDateTime),
     Column("face_failures", SmallInteger, nullable=False),
+    Column("face_failed_session", String(64)),  # the last failed session, so a replayed result is harmless
     Column("face_verified_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("completed_at", UTCDateTime),

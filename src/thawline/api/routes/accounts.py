@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from thawline.api.deps import ReadUow, RuntimeDep, require
@@ -26,6 +26,7 @@ from thawline.domain.review import FlaggedTransaction
 from thawline.oplog.entry import Actor, ActorKind, EvidenceRef
 from thawline.services import accounts, freezes, selfservice, timeline
 from thawline.services.apikeys import ApiKeyInfo
+from thawline.services.authorizer import Authorizer
 from thawline.services.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1", tags=["accounts and freezes"])
@@ -357,12 +358,13 @@ def account_timeline(
 
 
 @router.post("/authorize", response_model=DecisionOut)
-def authorize(body: AuthorizeIn, uow: ReadUow, _key: CanAuthorize) -> DecisionOut:
-    """May the account do this now? Allow, or deny naming the freeze and what the holder is told."""
+def authorize(body: AuthorizeIn, request: Request, _key: CanAuthorize) -> DecisionOut:
+    """May the account do this now? Allow, or deny naming the freeze (or probation) and the holder's text."""
     op = Operation(
         body.direction, body.amount, body.currency, channel=body.channel, counterparty=body.counterparty
     )
-    d = freezes.authorize(uow, body.account_id, op)
+    authorizer: Authorizer = request.app.state.authorizer
+    d = authorizer.check(body.account_id, op)
     return DecisionOut(
         allowed=d.allowed,
         code=d.code,

@@ -98,6 +98,7 @@ def upgrade() -> None:
         sa.Column("face_session", sa.String(length=64), nullable=True),
         sa.Column("face_started_at", UTCDateTime(), nullable=True),
         sa.Column("face_failures", sa.SmallInteger(), nullable=False),
+        sa.Column("face_failed_session", sa.String(length=64), nullable=True),
         sa.Column("face_verified_at", UTCDateTime(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("completed_at", UTCDateTime(), nullable=True),
