@@ -14,7 +14,7 @@ from thawline.domain.clock import FakeClock
 from thawline.domain.errors import ConflictError, InvalidInputError
 from thawline.domain.freezes import Direction, FreezeStatus, Operation, ReasonCategory
 from thawline.oplog.entry import decode_entry
-from thawline.services import freezes, selfservice, verification
+from thawline.services import freezes, selfservice, timeline, verification
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 from thawline.services.verify import verify_log
@@ -174,3 +174,33 @@ def test_completing_kyc_releases_a_kyc_freeze_without_a_reviewer(runtime: Runtim
     assert _actions(runtime)[-2:] == ["account.kyc_updated", "freeze.released"]
     with UnitOfWork(runtime) as uow, pytest.raises(InvalidInputError):
         selfservice.update_kyc(uow, "acc_1", "platinum", lc.HOLDER)
+
+
+def test_the_holder_timeline_tells_the_way_back_plainly_and_hides_internal_steps(runtime: Runtime) -> None:
+    lc.register(runtime)
+    freeze_id = lc.freeze(runtime, category=ReasonCategory.AML)
+    appeal_id = lc.submit_appeal(runtime, freeze_id)
+    lc.claim(runtime, appeal_id, lc.ALICE)
+    lc.decide(runtime, appeal_id, lc.ALICE)
+    lc.claim(runtime, appeal_id, lc.BOB)
+    lc.decide(runtime, appeal_id, lc.BOB)
+    lc.pass_sms(runtime, appeal_id)
+    lc.pass_face(runtime, appeal_id)
+    with UnitOfWork(runtime, read_only=True) as uow:
+        holder = timeline.timeline(uow, "acc_1", timeline.Audience.HOLDER, "zh-CN")
+        staff = timeline.timeline(uow, "acc_1", timeline.Audience.STAFF, "en")
+    shown = [i.action for i in holder]
+    assert "appeal.pre_reviewed" not in shown
+    assert "appeal.first_approval" not in shown
+    assert shown[-4:] == [
+        "verification.face_passed",
+        "verification.completed",
+        "freeze.released",
+        "probation.started",
+    ]
+    assert holder[1].summary == "账户受限：您的账户因例行合规审查暂时受限，审查完成后将通知您。"
+    assert "internal reason" not in str([i.summary for i in holder])
+    assert all(i.entry == {} for i in holder)
+    staff_text = {i.action: i.summary for i in staff}
+    assert staff_text["appeal.first_approval"] == "First of two approvals given (evidence_sufficient)"
+    assert staff_text["appeal.pre_reviewed"].startswith("Machine pre-review recorded")

@@ -8,13 +8,41 @@ from enum import StrEnum
 from typing import Any
 
 from thawline.domain.freezes import NO_TIPPING_OFF
-from thawline.i18n import t
+from thawline.i18n import MESSAGES, t
 from thawline.oplog.entry import decode_entry, parse_ts
 from thawline.services import accounts, freezes
 from thawline.services.unit_of_work import UnitOfWork
 
-# What a holder may see of their own account's history; everything else is staff-only.
-HOLDER_ACTIONS = frozenset({"account.registered", "account.frozen", "freeze.released"})
+# What a holder may see of their own account's history; everything else (the machine's opinion,
+# who holds the case, internal escalations and re-reviews) is staff-only.
+HOLDER_ACTIONS = frozenset(
+    {
+        "account.registered",
+        "account.frozen",
+        "account.kyc_updated",
+        "freeze.released",
+        "freeze.expired",
+        "appeal.opened",
+        "appeal.material_added",
+        "appeal.submitted",
+        "appeal.resubmitted",
+        "appeal.claimed",
+        "appeal.needs_more_info",
+        "appeal.approved",
+        "appeal.rejected",
+        "appeal.withdrawn",
+        "appeal.expired",
+        "appeal.expedited",
+        "verification.code_sent",
+        "verification.code_rejected",
+        "verification.sms_passed",
+        "verification.face_failed",
+        "verification.face_passed",
+        "verification.completed",
+        "probation.started",
+        "probation.ended",
+    }
+)
 
 
 class Audience(StrEnum):
@@ -73,7 +101,8 @@ def _summary(action: str, entry: dict[str, Any], holder_reason: str, audience: A
         neutral = category in {c.value for c in NO_TIPPING_OFF}
         reason = f"{category} ({', '.join(entry.get('reason_codes', []))})"
         return t(key, lang, reason=reason + (" — holder sees a neutral text" if neutral else ""))
-    return t(key, lang) if key in _KNOWN else action
-
-
-_KNOWN = {f"timeline.{a}" for a in HOLDER_ACTIONS}
+    if key not in MESSAGES["en"]:
+        return action
+    text = t(key, lang)
+    codes = entry.get("reason_codes") or []
+    return f"{text} ({', '.join(codes)})" if codes else text
