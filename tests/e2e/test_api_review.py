@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from tests.e2e.test_api_lifecycle import (
 )
 from thawline.adapters import face
 from thawline.api.app import create_app
+from thawline.domain.clock import FakeClock
 from thawline.services.runtime import Runtime
 
 APPROVE = {"decision": "approve", "reason_codes": ["evidence_sufficient"], "note": "ok"}
@@ -305,7 +307,7 @@ def test_finishing_kyc_releases_a_kyc_freeze_without_a_reviewer(staff: TestClien
 
 
 def test_a_rereview_keeps_a_freeze_with_a_new_date_or_releases_it(
-    staff: TestClient, client_with: ClientFactory
+    staff: TestClient, client_with: ClientFactory, clock: FakeClock
 ) -> None:
     reviewer = client_with("reviews:write")
     freeze_id = _frozen(staff)
@@ -326,6 +328,9 @@ def test_a_rereview_keeps_a_freeze_with_a_new_date_or_releases_it(
         json={"keep": True, "next_review_by": "2025-01-01T00:00:00Z", "note": "x"},
     )
     assert (past.status_code, past.json()["errors"][0]["field"]) == (422, "next_review_by")
+    early = reviewer.post(f"/v1/freezes/{freeze_id}/rereview", json={"keep": False, "note": "resolved"})
+    assert (early.status_code, "not due" in early.json()["detail"]) == (409, True)
+    clock.advance(timedelta(days=60))  # past the new re-review date
     released = reviewer.post(f"/v1/freezes/{freeze_id}/rereview", json={"keep": False, "note": "resolved"})
     assert released.json()["status"] == "released"
     assert staff.post("/v1/authorize", json=pay("60000")).json()["allowed"] is True  # no probation
@@ -351,3 +356,40 @@ def test_openapi_documents_the_callback_body_and_no_key(provider: TestClient) ->
         "/v1/accounts/{account_id}/kyc",
     ):
         assert path in paths
+
+
+@pytest.mark.parametrize(
+    ("signature", "timestamp"),
+    [("v1=é", None), ("v1=00", "²"), ("v1=00", "9" * 400), ("v1=00", "-1"), ("", "")],
+)
+def test_odd_callback_headers_are_a_401_not_a_crash(
+    runtime: Runtime, signature: str, timestamp: str | None
+) -> None:
+    with TestClient(create_app(runtime, background=False), raise_server_exceptions=False) as c:
+        body, headers = face.callback_request(
+            runtime.face_callback_key,
+            session_id="fs_x",
+            passed=True,
+            score=0.9,
+            timestamp=int(runtime.clock.now().timestamp()),
+        )
+        headers[face.SIGNATURE_HEADER] = signature
+        if timestamp is not None:
+            headers[face.TIMESTAMP_HEADER] = timestamp
+        answer = c.post(
+            "/v1/callbacks/face", content=body, headers={k: v.encode() for k, v in headers.items()}
+        )
+    assert answer.status_code == 401, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+
+
+def test_the_holder_side_does_not_see_who_holds_the_case(
+    staff: TestClient, client_with: ClientFactory
+) -> None:
+    reviewer = client_with("reviews:write")
+    holder_side = client_with("appeals:write")
+    appeal_id = _appealed(staff)
+    assert reviewer.post(f"/v1/appeals/{appeal_id}/claim").status_code == 200
+    seen_by_holder = holder_side.get(f"/v1/appeals/{appeal_id}").json()
+    assert (seen_by_holder["status"], seen_by_holder["assignee"]) == ("in_review", None)
+    assert staff.get(f"/v1/appeals/{appeal_id}").json()["assignee"] == f"reviewer:{key_id(reviewer)}"

@@ -464,10 +464,18 @@ def test_worker_once_acts_on_due_timers_and_rereview_and_kyc_commands(
         "--next-review-by", later.isoformat().replace("+00:00", "Z"),
     )  # fmt: skip
     assert f"kept {due}; next re-review by {later.isoformat()}" in _said(kept)
-    cli(tmp_path, "freeze", "rereview", due, "--release", "--note", "no further activity")
+    early = cli(tmp_path, "freeze", "rereview", due, "--release", "--note", "no further activity", code=1)
+    assert "not due for re-review" in _said(early)  # kept until `later`: releasing it now is refused
+    overdue = _freeze(rt, "acc_5", review_by=now - timedelta(hours=1))
+    cli(tmp_path, "freeze", "rereview", overdue, "--release", "--note", "no further activity")
     gone = cli(tmp_path, "freeze", "rereview", expiring, "--release", "--note", "x", code=1)
     assert "nothing to re-review" in _said(gone)
-    assert _actions(rt, "acc_5")[-2:] == ["freeze.rereviewed", "freeze.released"]
+    assert _actions(rt, "acc_5")[-4:] == [
+        "freeze.rereview_due",
+        "freeze.rereviewed",
+        "account.frozen",
+        "freeze.released",
+    ]
 
     # Self-service: full KYC lifts the finish-KYC freeze.
     bad = cli(tmp_path, "account", "kyc", "acc_6", "platinum", code=1)

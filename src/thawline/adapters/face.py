@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +21,7 @@ import orjson
 SIGNATURE_HEADER = "X-Thawline-Signature"
 TIMESTAMP_HEADER = "X-Thawline-Timestamp"
 TOLERANCE_SECONDS = 300
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²" or 400 digits are refused, not crashed on
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +63,16 @@ def sign(key: bytes, timestamp: int, body: bytes) -> str:
 
 
 def check_signature(key: bytes, *, signature: str, timestamp: str, body: bytes, now: float) -> str | None:
-    """None when the callback is authentic and fresh, else why it is refused."""
-    if not timestamp.isdigit():
+    """None when the callback is authentic and fresh, else why it is refused (never an exception)."""
+    if not _TIMESTAMP.fullmatch(timestamp):
         return "missing or malformed timestamp"
     sent = int(timestamp)
     if abs(now - sent) > TOLERANCE_SECONDS:
         return "timestamp outside the five-minute window"
-    if not hmac.compare_digest(sign(key, sent, body), signature.strip()):
+    presented = signature.strip()
+    if not presented.isascii():
+        return "signature does not match"
+    if not hmac.compare_digest(sign(key, sent, body).encode(), presented.encode()):
         return "signature does not match"
     return None
 

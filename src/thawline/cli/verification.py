@@ -100,6 +100,18 @@ def face_start(appeal_id: AppealArg) -> None:
     print_json({"appeal_id": v.appeal_id, "session": v.face_session, "url": url})
 
 
+@verification_app.command("face-reset")
+def face_reset(
+    appeal_id: AppealArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why new attempts are given. / 原因。")],
+) -> None:
+    """Give new face-check attempts after three failures (a lead's act). / 重置人脸核验次数。"""
+    with runtime() as rt, UnitOfWork(rt) as uow:
+        verification.reset_face(uow, appeal_id, CLI_ACTOR, reason)
+        uow.commit()
+    typer.echo(f"face check attempts reset for {appeal_id}")
+
+
 @dev_app.command("face-result")
 def face_result(
     session_id: Annotated[str, typer.Argument(help="The face session, e.g. fs_0123…. / 人脸会话编号。")],

@@ -212,11 +212,15 @@ def check_reviewer(
     freeze_created_by: str,
     conflicted: bool,
     first_approver: str | None = None,
+    filed_by: str | None = None,
 ) -> None:
-    """Who may decide: never the freeze's creator, never a linked reviewer, never the same approver twice."""
+    """Who may decide: never the freeze's creator or the appeal's filer, never a linked reviewer, never
+    the same approver twice. Identities compare by id, whatever kind they acted as."""
     if conflicted:
         raise PermissionDeniedError("you are linked to this account and may not review it")
     if actor_id(reviewer) == actor_id(freeze_created_by):
-        raise ConflictError("whoever created the freeze may not review its appeal")
+        raise ConflictError("whoever created the freeze may not review it")
+    if filed_by is not None and actor_id(reviewer) == actor_id(filed_by):
+        raise ConflictError("whoever filed the appeal may not review it")
     if first_approver is not None and actor_id(first_approver) == actor_id(reviewer):
         raise ConflictError("four eyes: the second approval must come from a different reviewer")

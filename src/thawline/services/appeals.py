@@ -197,6 +197,8 @@ def add_material(
         )
     )
     uow.mark_changed()
+    # Working on an appeal keeps it alive: the idle deadline restarts with each upload.
+    save(uow, current, replace(current, idle_expires_at=uow.runtime.clock.now() + idle_limit(uow)))
     uow.record(
         LogRecord(
             action="appeal.material_added",

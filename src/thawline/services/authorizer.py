@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from thawline.domain.authorization import Decision
 from thawline.domain.freezes import Operation
@@ -28,13 +29,14 @@ class Authorizer:
         self._limit = connections
         self._idle: list[Connection] = []
         self._opened = 0
+        self._closed = False
         self._lock = threading.Lock()
 
     def _take(self) -> Connection | None:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-            if self._opened >= self._limit:
+            if self._closed or self._opened >= self._limit:
                 return None
             self._opened += 1
         try:
@@ -48,26 +50,42 @@ class Authorizer:
         """May ``account_id`` do ``op`` now? Same answer as :func:`freezes.authorize`."""
         conn = self._take()
         if conn is None:
-            with UnitOfWork(self.runtime, read_only=True) as uow:
-                return freezes.authorize(uow, account_id, op)
-        healthy = False
+            return self._fallback(account_id, op)
         try:
             rows = conn.execute(freezes.AUTHORIZE_QUERY, {"account_id": account_id}).all()
-            healthy = True
-        finally:
-            if healthy:
-                with self._lock:
-                    self._idle.append(conn)
-            else:  # a broken connection is dropped, not reused
+        except DBAPIError:
+            # A dropped connection (e.g. the database restarted) is discarded; this check is answered
+            # by a fresh unit of work, so the caller sees no error if the database is back.
+            self._discard(conn)
+            return self._fallback(account_id, op)
+        except BaseException:
+            self._discard(conn)
+            raise
+        with self._lock:
+            if self._closed:
                 conn.close()
-                with self._lock:
-                    self._opened -= 1
+                self._opened -= 1
+            else:
+                self._idle.append(conn)
         settings = self.runtime.settings
         return freezes.decide(rows, account_id, op, self.runtime.clock.now(), settings.large_amounts)
 
+    def _fallback(self, account_id: str, op: Operation) -> Decision:
+        with UnitOfWork(self.runtime, read_only=True) as uow:
+            return freezes.authorize(uow, account_id, op)
+
+    def _discard(self, conn: Connection) -> None:
+        try:
+            conn.invalidate()
+            conn.close()
+        finally:
+            with self._lock:
+                self._opened -= 1
+
     def close(self) -> None:
-        """Close the kept connections."""
+        """Close the kept connections; connections in use are closed when their check ends."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
             self._opened -= len(idle)
         for conn in idle:

@@ -11,9 +11,11 @@ from typing import Any
 
 from sqlalchemy import Row, insert, select, text, update
 
-from thawline.adapters.db.schema import account, freeze_transaction
+from thawline.adapters.db.schema import account, freeze_transaction, release_verification
+from thawline.adapters.db.schema import appeal as appeal_table
 from thawline.adapters.db.schema import freeze as freeze_table
 from thawline.domain import authorization
+from thawline.domain.appeals import OPEN, AppealStatus
 from thawline.domain.authorization import Decision
 from thawline.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from thawline.domain.freezes import (
@@ -25,9 +27,9 @@ from thawline.domain.freezes import (
     Restriction,
     SourceKind,
 )
-from thawline.domain.review import FlaggedTransaction
+from thawline.domain.review import FlaggedTransaction, check_reviewer
 from thawline.oplog.entry import Actor, EvidenceRef, LogRecord, RuleRef, Subject
-from thawline.services import accounts
+from thawline.services import accounts, conflicts
 from thawline.services.unit_of_work import UnitOfWork
 
 DEFAULT_REVIEW_AFTER = timedelta(days=30)
@@ -195,6 +197,7 @@ def end(
         raise ConflictError(f"freeze {current.id} is no longer active")
     uow.mark_changed()
     after = authorization.status([f for f in binding if f.id != current.id], now)
+    _close_the_way_back(uow, current, actor)
     uow.record(
         LogRecord(
             action=f"freeze.{to.value}",
@@ -208,31 +211,99 @@ def end(
     return ended
 
 
+def _close_the_way_back(uow: UnitOfWork, ended: Freeze, actor: Actor) -> None:
+    """A freeze that ends by another path closes its open appeal and any pending second verification."""
+    subject = {"account_id": ended.account_id, "freeze_id": ended.id}
+    open_appeals = uow.conn.execute(
+        select(appeal_table.c.id, appeal_table.c.status, appeal_table.c.version).where(
+            appeal_table.c.freeze_id == ended.id, appeal_table.c.status.in_([s.value for s in OPEN])
+        )
+    ).all()
+    for a in open_appeals:
+        closed = uow.conn.execute(
+            update(appeal_table)
+            .where(appeal_table.c.id == a.id, appeal_table.c.version == a.version)
+            .values(
+                status=AppealStatus.WITHDRAWN.value,
+                version=a.version + 1,
+                assignee=None,
+                claimed_at=None,
+                idle_expires_at=None,
+            )
+        )
+        if closed.rowcount != 1:
+            raise ConflictError(f"appeal {a.id} changed meanwhile; reload and retry")
+        uow.record(
+            LogRecord(
+                action="appeal.closed",
+                actor=actor,
+                subject=Subject(**subject, appeal_id=a.id),
+                state_before={"status": a.status},
+                state_after={"status": AppealStatus.WITHDRAWN.value},
+                details={"reason": "the freeze ended"},
+            )
+        )
+    pending = uow.conn.execute(
+        select(release_verification.c.appeal_id).where(
+            release_verification.c.freeze_id == ended.id, release_verification.c.status == "pending"
+        )
+    ).all()
+    for v in pending:
+        uow.conn.execute(
+            update(release_verification)
+            .where(release_verification.c.appeal_id == v.appeal_id)
+            .values(status="cancelled", otp_hash=None, otp_expires_at=None)
+        )
+        uow.record(
+            LogRecord(
+                action="verification.cancelled",
+                actor=actor,
+                subject=Subject(**subject, appeal_id=v.appeal_id),
+                details={"reason": "the freeze ended"},
+            )
+        )
+
+
 def rereview(
     uow: UnitOfWork, freeze_id: str, *, keep: bool, next_review_by: datetime | None, note: str, actor: Actor
 ) -> Freeze:
-    """A reviewer re-examines a freeze: keep it until a new re-review date, or release it."""
+    """A reviewer re-examines a freeze: keep it until a new re-review date, or (once due) release it.
+
+    The reviewer must be eligible as for an appeal: not the freeze's creator, not linked to the account.
+    """
     current = get(uow, freeze_id)
     if current.status is not FreezeStatus.ACTIVE:
         raise ConflictError(f"freeze {freeze_id} is {current.status}; there is nothing to re-review")
     if not note.strip():
         raise InvalidInputError("a re-review needs a note", field="note")
+    me = f"{actor.kind.value}:{actor.id}"
+    check_reviewer(
+        reviewer=me,
+        freeze_created_by=current.created_by,
+        conflicted=conflicts.conflicted(uow, me, current.account_id),
+    )
+    now = uow.runtime.clock.now()
     if not keep:
         if current.category in uow.runtime.high_severity:
             raise ConflictError(
                 f"freeze {freeze_id} is {current.category.value}: release it through a four-eyes review"
             )
+        if current.review_by > now:
+            raise ConflictError(
+                f"freeze {freeze_id} is not due for re-review until {current.review_by.isoformat()}"
+            )
         return end(
             uow, current, FreezeStatus.RELEASED, actor, "re-review: " + note, details={"rereview": True}
         )
-    now = uow.runtime.clock.now()
     if next_review_by is None or next_review_by <= now:
         raise InvalidInputError("keeping a freeze needs a future re-review date", field="next_review_by")
-    uow.conn.execute(
+    kept = uow.conn.execute(
         update(freeze_table)
-        .where(freeze_table.c.id == freeze_id)
+        .where(freeze_table.c.id == freeze_id, freeze_table.c.status == FreezeStatus.ACTIVE.value)
         .values(review_by=next_review_by, rereview_flagged_at=None)
     )
+    if kept.rowcount != 1:  # ended meanwhile
+        raise ConflictError(f"freeze {freeze_id} is no longer active")
     uow.mark_changed()
     uow.record(
         LogRecord(

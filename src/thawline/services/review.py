@@ -19,7 +19,7 @@ from thawline.domain.appeals import QUEUED, Appeal, AppealStatus
 from thawline.domain.errors import ConflictError, InvalidInputError
 from thawline.domain.review import Decision, check_reason_codes, check_reviewer
 from thawline.oplog.entry import Actor, LogRecord, Subject
-from thawline.services import accounts, appeals, freezes, prereview, verification
+from thawline.services import accounts, appeals, conflicts, freezes, prereview, verification
 from thawline.services.unit_of_work import UnitOfWork
 
 
@@ -78,24 +78,14 @@ def queue(
     return out
 
 
-def _conflicted(uow: UnitOfWork, reviewer: str, account_id: str) -> bool:
-    return (
-        uow.conn.execute(
-            select(reviewer_conflict.c.reviewer).where(
-                reviewer_conflict.c.reviewer == reviewer, reviewer_conflict.c.account_id == account_id
-            )
-        ).first()
-        is not None
-    )
-
-
 def _eligible(uow: UnitOfWork, a: Appeal, reviewer: str) -> None:
     frozen = freezes.get(uow, a.freeze_id)
     check_reviewer(
         reviewer=reviewer,
         freeze_created_by=frozen.created_by,
-        conflicted=_conflicted(uow, reviewer, a.account_id),
+        conflicted=conflicts.conflicted(uow, reviewer, a.account_id),
         first_approver=a.first_approver,
+        filed_by=a.created_by,
     )
 
 
@@ -138,7 +128,7 @@ def claim(uow: UnitOfWork, appeal_id: str, reviewer: Actor) -> Appeal:
 
 def assign(uow: UnitOfWork, appeal_id: str, reviewer: str, lead: Actor) -> Appeal:
     """A lead gives a case to a reviewer (``kind:id``), taking it from whoever held it."""
-    if ":" not in reviewer:
+    if not reviewer.startswith(conflicts.PREFIX) or len(reviewer) == len(conflicts.PREFIX):
         raise InvalidInputError("name the reviewer as 'reviewer:<key id>'", field="reviewer")
     return _take(uow, appeal_id, reviewer, lead, "appeal.assigned")
 
@@ -284,10 +274,10 @@ def reviews(uow: UnitOfWork, appeal_id: str) -> list[Review]:
 
 def declare_conflict(uow: UnitOfWork, reviewer: str, account_id: str, note: str, actor: Actor) -> bool:
     """Record that ``reviewer`` is linked to ``account_id`` and must not review it (False if known)."""
-    if ":" not in reviewer:
+    if not reviewer.startswith(conflicts.PREFIX) or len(reviewer) == len(conflicts.PREFIX):
         raise InvalidInputError("name the reviewer as 'reviewer:<key id>'", field="reviewer")
     accounts.get(uow, account_id)
-    if _conflicted(uow, reviewer, account_id):
+    if conflicts.conflicted(uow, reviewer, account_id):
         return False
     uow.conn.execute(
         insert(reviewer_conflict).values(

@@ -26,7 +26,7 @@ from thawline.domain.appeals import EDITABLE, QUEUED, AppealStatus
 from thawline.domain.errors import ConflictError
 from thawline.domain.freezes import FreezeStatus
 from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
-from thawline.services import appeals, freezes
+from thawline.services import appeals, freezes, verification
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -132,6 +132,7 @@ def _end_probation(uow: UnitOfWork, probation_id: str) -> bool:
     row = uow.conn.execute(select(probation).where(probation.c.id == probation_id)).first()
     if row is None:
         return False
+    verification.lock_account(uow, row.account_id)  # a probation starting meanwhile must not be lost
     ended = uow.conn.execute(
         update(probation)
         .where(probation.c.id == probation_id, probation.c.ended_at.is_(None), probation.c.ends_at <= now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 from dataclasses import dataclass
@@ -256,6 +257,32 @@ def start_face(uow: UnitOfWork, appeal_id: str, actor: Actor) -> tuple[Verificat
     return _view(uow, _row(uow, appeal_id)), started.url
 
 
+def reset_face(uow: UnitOfWork, appeal_id: str, lead: Actor, reason: str) -> Verification:
+    """A review lead gives a holder who failed the face check too often new attempts (recorded)."""
+    if not reason.strip():
+        raise InvalidInputError("a reset needs a reason", field="reason")
+    r = _pending(uow, appeal_id, "face")
+    if r.face_failures == 0:
+        raise ConflictError("there are no failed face checks to reset")
+    uow.conn.execute(
+        update(release_verification)
+        .where(release_verification.c.appeal_id == appeal_id)
+        .values(face_failures=0, face_session=None)
+    )
+    uow.mark_changed()
+    uow.record(
+        LogRecord(
+            action="verification.face_reset",
+            actor=lead,
+            subject=_subject(r),
+            state_before={"face_failures": r.face_failures},
+            state_after={"face_failures": 0},
+            details={"reason_sha256": hashlib.sha256(reason.encode()).hexdigest()},
+        )
+    )
+    return _view(uow, _row(uow, appeal_id))
+
+
 def face_result(
     uow: UnitOfWork, session_id: str, *, passed: bool, score: float, provider_ref: str
 ) -> Verification:
@@ -337,6 +364,7 @@ def start_probation(uow: UnitOfWork, released: Freeze) -> None:
         return
     now = uow.runtime.clock.now()
     ends = now + timedelta(hours=hours)
+    lock_account(uow, released.account_id)  # probation_until is recomputed under the account's lock
     uow.conn.execute(
         insert(probation).values(
             id="prb_" + secrets.token_hex(8),
@@ -366,3 +394,8 @@ def start_probation(uow: UnitOfWork, released: Freeze) -> None:
             },
         )
     )
+
+
+def lock_account(uow: UnitOfWork, account_id: str) -> None:
+    """Lock the account row (PostgreSQL; SQLite writers are serialised already) before changing probation."""
+    uow.conn.execute(select(account_table.c.id).where(account_table.c.id == account_id).with_for_update())

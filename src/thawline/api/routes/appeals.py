@@ -111,8 +111,12 @@ class AppealOut(BaseModel):
     materials: list[MaterialOut]
 
 
-def appeal_out(uow: UnitOfWork, a: Appeal) -> AppealOut:
-    """Render an appeal with its materials."""
+def _is_staff(key: ApiKeyInfo) -> bool:
+    return key.allows(Scope.REVIEWS_WRITE)
+
+
+def appeal_out(uow: UnitOfWork, a: Appeal, *, staff: bool = True) -> AppealOut:
+    """Render an appeal with its materials; who holds the case is shown to review staff only."""
     return AppealOut(
         id=a.id,
         freeze_id=a.freeze_id,
@@ -124,10 +128,10 @@ def appeal_out(uow: UnitOfWork, a: Appeal) -> AppealOut:
         submitted_at=a.submitted_at,
         first_response_due=a.first_response_due,
         expedited=a.expedited,
-        assignee=a.assignee,
+        assignee=a.assignee if staff else None,
         first_responded_at=a.first_responded_at,
-        escalated_at=a.escalated_at,
-        first_approver=a.first_approver,
+        escalated_at=a.escalated_at if staff else None,
+        first_approver=a.first_approver if staff else None,
         decided_at=a.decided_at,
         materials=[MaterialOut.of(m) for m in appeals.materials(uow, a.id)],
     )
@@ -147,7 +151,7 @@ def open_appeal(
             contact_value=body.contact.value,
             actor=_actor(key),
         )
-        out = appeal_out(uow, made)
+        out = appeal_out(uow, made, staff=_is_staff(key))
         uow.commit()
     if not created:
         response.status_code = 200
@@ -157,7 +161,7 @@ def open_appeal(
 @router.get("/appeals/{appeal_id}", response_model=AppealOut)
 def get_appeal(appeal_id: str, uow: ReadUow, _key: CanAppeal) -> AppealOut:
     """An appeal and its materials."""
-    return appeal_out(uow, appeals.get(uow, appeal_id))
+    return appeal_out(uow, appeals.get(uow, appeal_id), staff=_is_staff(_key))
 
 
 @router.put("/appeals/{appeal_id}/materials", response_model=MaterialOut, status_code=201)
@@ -250,7 +254,7 @@ def _move(
     runtime: Runtime, appeal_id: str, command: Callable[[UnitOfWork, str, Actor], Appeal], key: ApiKeyInfo
 ) -> AppealOut:
     with UnitOfWork(runtime) as uow:
-        out = appeal_out(uow, command(uow, appeal_id, _actor(key)))
+        out = appeal_out(uow, command(uow, appeal_id, _actor(key)), staff=_is_staff(key))
         uow.commit()
     return out
 

@@ -23,6 +23,7 @@ from thawline.services.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1", tags=["second verification"])
 CanAppeal = Annotated[ApiKeyInfo, Depends(require(Scope.APPEALS_WRITE))]
+CanLead = Annotated[ApiKeyInfo, Depends(require(Scope.REVIEWS_LEAD))]
 
 
 def _actor(key: ApiKeyInfo) -> Actor:
@@ -138,6 +139,21 @@ def start_face(appeal_id: str, runtime: RuntimeDep, key: CanAppeal) -> FaceStart
         view, url = verification.start_face(uow, appeal_id, _actor(key))
         uow.commit()
     return FaceStartOut(session_id=view.face_session or "", url=url, verification=VerificationOut.of(view))
+
+
+class FaceResetIn(BaseModel):
+    """Why a review lead gives the holder new face-check attempts."""
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/appeals/{appeal_id}/verification/face/reset", response_model=VerificationOut)
+def reset_face(appeal_id: str, body: FaceResetIn, runtime: RuntimeDep, key: CanLead) -> VerificationOut:
+    """After three failed face checks the holder is stuck; a review lead can give new attempts."""
+    with UnitOfWork(runtime) as uow:
+        view = verification.reset_face(uow, appeal_id, Actor(ActorKind.REVIEWER, key.id), body.reason)
+        uow.commit()
+    return VerificationOut.of(view)
 
 
 class FaceResultIn(BaseModel):

@@ -7,6 +7,8 @@ Create Date: 2026-11-25 10:31:27.782572
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -129,6 +131,28 @@ def upgrade() -> None:
         batch_op.create_index("ix_appeal_first_response_due", ["first_response_due"], unique=False)
         batch_op.create_index("ix_appeal_idle_expires_at", ["idle_expires_at"], unique=False)
 
+    # Appeals that were drafts (or waiting for information) before this revision get an idle deadline
+    # too, counted from when they were opened, so they lapse like new ones.
+    appeal = sa.table(
+        "appeal",
+        sa.column("id", sa.String),
+        sa.column("status", sa.String),
+        sa.column("created_at", UTCDateTime()),
+        sa.column("idle_expires_at", UTCDateTime()),
+    )
+    conn = op.get_bind()
+    rows = conn.execute(
+        sa.select(appeal.c.id, appeal.c.created_at).where(
+            appeal.c.status.in_(["draft", "needs_more_info"]), appeal.c.idle_expires_at.is_(None)
+        )
+    ).all()
+    for row in rows:
+        conn.execute(
+            sa.update(appeal)
+            .where(appeal.c.id == row.id)
+            .values(idle_expires_at=row.created_at + timedelta(days=14))
+        )
+
     with op.batch_alter_table("appeal_material", schema=None) as batch_op:
         batch_op.add_column(sa.Column("declared_order_ref", sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column("declared_amount", sa.Numeric(precision=24, scale=6), nullable=True))
@@ -149,6 +173,28 @@ def downgrade() -> None:
         batch_op.drop_index("ix_freeze_review_by")
         batch_op.drop_index("ix_freeze_expires_at")
         batch_op.drop_column("rereview_flagged_at")
+
+    # Appeals that were drafts (or waiting for information) before this revision get an idle deadline
+    # too, counted from when they were opened, so they lapse like new ones.
+    appeal = sa.table(
+        "appeal",
+        sa.column("id", sa.String),
+        sa.column("status", sa.String),
+        sa.column("created_at", UTCDateTime()),
+        sa.column("idle_expires_at", UTCDateTime()),
+    )
+    conn = op.get_bind()
+    rows = conn.execute(
+        sa.select(appeal.c.id, appeal.c.created_at).where(
+            appeal.c.status.in_(["draft", "needs_more_info"]), appeal.c.idle_expires_at.is_(None)
+        )
+    ).all()
+    for row in rows:
+        conn.execute(
+            sa.update(appeal)
+            .where(appeal.c.id == row.id)
+            .values(idle_expires_at=row.created_at + timedelta(days=14))
+        )
 
     with op.batch_alter_table("appeal_material", schema=None) as batch_op:
         batch_op.drop_column("declared_at")
