@@ -21,6 +21,8 @@ class Scope(StrEnum):
     APPEALS_WRITE = "appeals:write"
     REVIEWS_WRITE = "reviews:write"  # a reviewer: claim, decide, re-review freezes
     REVIEWS_LEAD = "reviews:lead"  # a review lead: assign cases, declare conflicts of interest
+    LISTS_WRITE = "lists:write"  # manage block- and allow-lists
+    RULES_WRITE = "rules:write"  # load ruleset versions, suppress rules per account
     AUTHZ_CHECK = "authz:check"
     ADMIN = "admin"
 

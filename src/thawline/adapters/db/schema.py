@@ -314,3 +314,59 @@ Index("ix_appeal_first_response_due", appeal.c.first_response_due)
 Index("ix_appeal_idle_expires_at", appeal.c.idle_expires_at)
 Index("ix_freeze_review_by", freeze.c.review_by)
 Index("ix_freeze_expires_at", freeze.c.expires_at)
+
+# Events integrators send (the login and transaction logs). Personal values are stored as keyed hashes.
+event = Table(
+    "event",
+    metadata,
+    Column("id", String(128), primary_key=True),  # the integrator's event id: a replay is a no-op
+    Column("account_id", String(64), ForeignKey("account.id"), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("payload", Text, nullable=False),  # the validated event as JSON, identifiers hashed
+    Column("outcome", String(16), nullable=False),  # allow | review | restrict | freeze
+    Index("ix_event_account_occurred", "account_id", "occurred_at"),
+)
+
+# The engine's decisions that were not a plain allow: which rules fired, on what values, what was done.
+risk_decision = Table(
+    "risk_decision",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("event_id", String(128), ForeignKey("event.id"), nullable=False, index=True),
+    Column("account_id", String(64), ForeignKey("account.id"), nullable=False, index=True),
+    Column("rule_id", String(64), nullable=False),
+    Column("ruleset_version", Integer, nullable=False),
+    Column("category", String(24), nullable=False),
+    Column("action", String(24), nullable=False),  # what the rule asked for
+    Column("applied", String(24), nullable=False),  # what happened: freeze, restrict, review, shadow, …
+    Column("values", Text, nullable=False),  # JSON: the feature values the rule read
+    Column("freeze_id", String(40)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_risk_decision_rule_created", "rule_id", "created_at"),
+)
+
+# Ruleset versions; exactly one is active.
+ruleset = Table(
+    "ruleset",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("sha256", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Per-account suppression of one rule, with a reason and an end.
+rule_suppression = Table(
+    "rule_suppression",
+    metadata,
+    Column("account_id", String(64), ForeignKey("account.id"), primary_key=True),
+    Column("rule_id", String(64), primary_key=True),
+    Column("until", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

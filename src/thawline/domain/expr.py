@@ -1,0 +1,129 @@
+"""A small, safe expression language for rule conditions, compiled to Python closures.
+
+Conditions read like ``amount > max(5000, amount_median + 6 * amount_mad) and not known_counterparty``.
+The grammar is a strict subset of Python expressions, parsed with :mod:`ast` and checked node by
+node: names (features), numbers, strings, booleans, ``and``/``or``/``not``, comparisons (including
+``in`` against a literal list), ``+ - * / %``, unary minus, and calls to ``min``, ``max``, ``abs``.
+Nothing else parses — no attributes, subscripts, lambdas, comprehensions or other calls — and the
+tree is compiled into nested closures, never handed to ``eval``. An unknown feature name is an
+error when the ruleset is loaded, not when an event arrives.
+
+CEL was considered (the issue's suggestion); its Python implementation evaluates in tens of
+microseconds, too slow for 100,000 events a second, while these closures take well under one.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+Features = Mapping[str, Any]
+Compiled = Callable[[Features], Any]
+
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+_ARITH: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: lambda a, b: a / b if b else float("inf"),
+    ast.Mod: operator.mod,
+}
+_FUNCTIONS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs}
+
+
+class ExpressionError(ValueError):
+    """The expression is not in the language, or names an unknown feature."""
+
+
+def names(source: str) -> set[str]:
+    """The feature names an expression reads."""
+    tree = _parse(source)
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in _FUNCTIONS}
+
+
+def compile_expression(source: str, known: Collection[str]) -> Compiled:
+    """Compile ``source`` into a function of the features; raises :class:`ExpressionError`."""
+    tree = _parse(source)
+    unknown = sorted(names(source) - set(known) - {"true", "false"})
+    if unknown:
+        raise ExpressionError(f"unknown feature(s): {', '.join(unknown)}")
+    return _compile(tree.body)
+
+
+def _parse(source: str) -> ast.Expression:
+    if len(source) > 2000:
+        raise ExpressionError("the expression is longer than 2000 characters")
+    try:
+        return ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"syntax error at column {exc.offset}: {exc.msg}") from None
+
+
+def _compile(node: ast.expr) -> Compiled:  # noqa: PLR0911 — one branch per construct
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool):
+        value = node.value
+        return lambda _f: value
+    if isinstance(node, ast.Name):
+        name = node.id
+        if name in ("true", "false"):
+            const = name == "true"
+            return lambda _f: const
+        return lambda f: f[name]
+    if isinstance(node, ast.BoolOp):
+        parts = [_compile(v) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return lambda f: all(p(f) for p in parts)
+        return lambda f: any(p(f) for p in parts)
+    if isinstance(node, ast.UnaryOp):
+        inner = _compile(node.operand)
+        if isinstance(node.op, ast.Not):
+            return lambda f: not inner(f)
+        if isinstance(node.op, ast.USub):
+            return lambda f: -inner(f)
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
+        fn, left, right = _ARITH[type(node.op)], _compile(node.left), _compile(node.right)
+        return lambda f: fn(left(f), right(f))
+    if isinstance(node, ast.Compare):
+        return _compare(node)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
+        if node.keywords or not node.args:
+            raise ExpressionError(f"{node.func.id}() takes positional arguments only")
+        fn = _FUNCTIONS[node.func.id]
+        args = [_compile(a) for a in node.args]
+        return lambda f: fn(*(a(f) for a in args))
+    if isinstance(node, ast.List | ast.Tuple):
+        items = [_compile(e) for e in node.elts]
+        if not all(isinstance(e, ast.Constant) for e in node.elts):
+            raise ExpressionError("lists may hold constants only")
+        frozen = frozenset(i(None) for i in items)  # type: ignore[arg-type]
+        return lambda _f: frozen
+    raise ExpressionError(f"'{ast.unparse(node)}' is not allowed in a rule condition")
+
+
+def _compare(node: ast.Compare) -> Compiled:
+    ops = []
+    for op in node.ops:
+        if type(op) not in _COMPARE:
+            raise ExpressionError(f"comparison '{type(op).__name__}' is not allowed")
+        ops.append(_COMPARE[type(op)])
+    operands = [_compile(node.left), *(_compile(c) for c in node.comparators)]
+    if len(ops) == 1:
+        fn, left, right = ops[0], operands[0], operands[1]
+        return lambda f: fn(left(f), right(f))
+
+    def chained(f: Features) -> bool:
+        values = [o(f) for o in operands]
+        return all(op(values[i], values[i + 1]) for i, op in enumerate(ops))
+
+    return chained
