@@ -11,8 +11,9 @@ from fastapi import FastAPI
 
 from thawline import __version__
 from thawline.api import problems
-from thawline.api.routes import accounts, appeals, health, log, review, verification
+from thawline.api.routes import accounts, appeals, events, health, log, review, verification
 from thawline.services.authorizer import Authorizer
+from thawline.services.engine import RiskEngine
 from thawline.services.runtime import Runtime
 from thawline.services.scheduler import Scheduler
 from thawline.services.unit_of_work import UnitOfWork
@@ -84,11 +85,13 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.authorizer = Authorizer(runtime)
+    app.state.engine = RiskEngine(runtime)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(log.router)
     app.include_router(accounts.router)
     app.include_router(appeals.router)
+    app.include_router(events.router)
     app.include_router(review.router)
     app.include_router(verification.router)
     return app

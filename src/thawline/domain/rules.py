@@ -147,7 +147,7 @@ _KEYS = {
 }
 
 
-def _rule(raw: Any, index: int) -> Rule:
+def _rule(raw: Any, index: int) -> Rule:  # noqa: PLR0912 — field-by-field checks, precise messages
     if not isinstance(raw, dict):
         raise RulesetError(f"rules[{index}] must be a mapping")
     rid = str(raw.get("id", f"rules[{index}]"))

@@ -54,6 +54,7 @@ class FreezeAccount:
     rule_version: int | None = None
     idempotency_key: str | None = None
     transactions: tuple[FlaggedTransaction, ...] = ()  # what the source knew of flagged transactions
+    details: dict[str, Any] | None = None  # e.g. a rule's feature values and condition, for the log
 
 
 def _freezes(uow: UnitOfWork, account_id: str, *, active_only: bool) -> list[Freeze]:
@@ -154,6 +155,7 @@ def freeze_account(uow: UnitOfWork, cmd: FreezeAccount, actor: Actor) -> tuple[F
                 "source": new.source.value,
                 "review_by": new.review_by.isoformat(),
                 **({"expires_at": new.expires_at.isoformat()} if new.expires_at else {}),
+                **(cmd.details or {}),
             },
             idempotency_key=cmd.idempotency_key,
         )
