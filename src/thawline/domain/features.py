@@ -218,7 +218,7 @@ class AccountState:
                 q = self.windows[w]
                 q.append((ts, amount, counterparty))
                 self.sums[w] += amount
-                while q and q[0][0] < now - span:
+                while q and q[0][0] <= now - span:
                     self.sums[w] -= q.popleft()[1]
             low = float(thresholds.reporting_threshold * thresholds.near_fraction)
             if low <= amount < float(thresholds.reporting_threshold):
@@ -231,7 +231,7 @@ class AccountState:
         else:
             for w, span in WINDOWS.items():
                 q = self.windows[w]
-                while q and q[0][0] < now - span:
+                while q and q[0][0] <= now - span:
                     self.sums[w] -= q.popleft()[1]
         for w in WINDOWS:
             f[f"txn_count_{w}"] = len(self.windows[w])
