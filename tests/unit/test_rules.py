@@ -137,7 +137,7 @@ def test_new_devices_ips_and_sensitive_changes_are_seen() -> None:
     login = Login(id="l1", account_id="a", occurred_at=T0, ip="10.0.0.1", device_id="d1")
     assert st_.observe(login, ranges, th)["new_device"] is False  # the first device is not "new"
     odd = Login(
-        id="l2", account_id="a", occurred_at=T0 + timedelta(hours=1), ip="198.51.100.7", device_id="d2"
+        id="l2", account_id="a", occurred_at=T0 + timedelta(minutes=30), ip="198.51.100.7", device_id="d2"
     )
     f = st_.observe(odd, ranges, th)
     assert (f["new_device"], f["new_ip"], f["ip_is_proxy"], f["ip_changes_1h"]) == (True, True, True, 1)

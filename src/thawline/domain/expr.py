@@ -81,10 +81,12 @@ def _compile(node: ast.expr) -> Compiled:  # noqa: PLR0911, PLR0912 — one bran
             return lambda _f: const
         return lambda f: f[name]
     if isinstance(node, ast.BoolOp):
+        # Folded into nested two-operand closures: short-circuits like Python, without generators.
         parts = [_compile(v) for v in node.values]
-        if isinstance(node.op, ast.And):
-            return lambda f: all(p(f) for p in parts)
-        return lambda f: any(p(f) for p in parts)
+        combined = parts[-1]
+        for part in reversed(parts[:-1]):
+            combined = _and(part, combined) if isinstance(node.op, ast.And) else _or(part, combined)
+        return combined
     if isinstance(node, ast.UnaryOp):
         inner = _compile(node.operand)
         if isinstance(node.op, ast.Not):
@@ -111,6 +113,14 @@ def _compile(node: ast.expr) -> Compiled:  # noqa: PLR0911, PLR0912 — one bran
     raise ExpressionError(f"'{ast.unparse(node)}' is not allowed in a rule condition")
 
 
+def _and(a: Compiled, b: Compiled) -> Compiled:
+    return lambda f: a(f) and b(f)
+
+
+def _or(a: Compiled, b: Compiled) -> Compiled:
+    return lambda f: a(f) or b(f)
+
+
 def _compare(node: ast.Compare) -> Compiled:
     ops = []
     for op in node.ops:
@@ -120,6 +130,10 @@ def _compare(node: ast.Compare) -> Compiled:
     operands = [_compile(node.left), *(_compile(c) for c in node.comparators)]
     if len(ops) == 1:
         fn, left, right = ops[0], operands[0], operands[1]
+        lhs, rhs = node.left, node.comparators[0]
+        if isinstance(lhs, ast.Name) and lhs.id not in ("true", "false") and isinstance(rhs, ast.Constant):
+            name, const = lhs.id, rhs.value  # the common shape "feature OP constant", one closure
+            return lambda f: fn(f[name], const)
         return lambda f: fn(left(f), right(f))
 
     def chained(f: Features) -> bool:

@@ -73,6 +73,7 @@ class IpRanges:
 
     proxy: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     bad_reputation: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    cache: dict[str, tuple[bool, bool]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def parse(cls, proxy: Iterable[str], bad: Iterable[str]) -> IpRanges:
@@ -83,9 +84,19 @@ class IpRanges:
         )
 
     def classify(self, ip: str | None) -> tuple[bool, bool]:
-        """(is a proxy/VPN/Tor address, has a bad reputation)."""
+        """(is a proxy/VPN/Tor address, has a bad reputation); answers are cached per address."""
         if not ip:
             return False, False
+        cached = self.cache.get(ip)
+        if cached is not None:
+            return cached
+        answer = self._classify(ip)
+        if len(self.cache) > 100_000:
+            self.cache.clear()
+        self.cache[ip] = answer
+        return answer
+
+    def _classify(self, ip: str) -> tuple[bool, bool]:
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
@@ -101,6 +112,32 @@ class Thresholds:
     reporting_threshold: Decimal = Decimal(50_000)
     near_fraction: Decimal = Decimal("0.9")
     ewma_alpha: float = 0.2
+
+
+COUNT_KEYS = {w: f"txn_count_{w}" for w in WINDOWS}
+SUM_KEYS = {w: f"txn_sum_{w}" for w in WINDOWS}
+
+
+class Features(dict[str, Any]):
+    """An event's feature values; the costlier ones are computed only when a rule reads them."""
+
+    __slots__ = ("_lazy",)
+
+    def __init__(self, values: dict[str, Any], lazy: dict[str, Any]) -> None:
+        super().__init__(values)
+        self._lazy = lazy
+
+    def __missing__(self, key: str) -> Any:
+        compute = self._lazy.get(key)
+        if compute is None:
+            raise KeyError(key)
+        value = compute()
+        self[key] = value
+        return value
+
+    def complete(self) -> dict[str, Any]:
+        """Every feature, computed (for tests and the diagnosis of all values)."""
+        return {k: self[k] for k in sorted(FEATURES)}
 
 
 @dataclass(slots=True)
@@ -132,66 +169,70 @@ class AccountState:
 
     def observe(  # noqa: PLR0912, PLR0915 — one pass over one event, by design
         self, event: Any, ranges: IpRanges, thresholds: Thresholds
-    ) -> dict[str, Any]:
-        """Fold ``event`` in and return its feature values (read before the event updates the baselines)."""
+    ) -> Features:
+        """Fold ``event`` in and return its feature values (read before the event updates the baselines).
+
+        Read the result before observing the account's next event: the costlier values are computed
+        on first read from the state as it is now.
+        """
         at: datetime = event.occurred_at
         ts = at.timestamp()
         self.newest = max(self.newest, ts)
         now = self.newest
         kind = event.type
-        ip = getattr(event, "ip", None)
-        device = getattr(event, "device_id", None)
-        is_proxy, bad_rep = ranges.classify(ip)
+        is_txn = kind == "transaction"
+        is_login = kind == "login"
+        ip = event.ip if is_login or is_txn else None
+        device = event.device_id if kind in ("login", "transaction", "device_binding") else None
+        success = event.success if is_login else True
+        is_proxy, bad_rep = ranges.classify(ip) if ip else (False, False)
+        hour = at.hour
+        hours = self.hours
+        total = self.history_events
         f: dict[str, Any] = {
             "event_type": kind,
             "amount": 0.0,
             "currency": "",
             "direction": "",
             "channel": "",
-            "hour": at.hour,
-            "success": getattr(event, "success", True),
-            "new_device": bool(device) and device not in self.devices and bool(self.devices),
-            "new_ip": bool(ip) and ip not in self.ips and bool(self.ips),
+            "hour": hour,
+            "success": success,
+            "new_device": bool(device) and bool(self.devices) and device not in self.devices,
+            "new_ip": bool(ip) and bool(self.ips) and ip not in self.ips,
             "known_devices": len(self.devices),
             "ip_is_proxy": is_proxy,
             "ip_bad_reputation": bad_rep,
             "new_counterparty": False,
-            "profile_field": getattr(event, "field", ""),
+            "profile_field": event.field if kind == "profile_change" else "",
             "kyc_rank": KYC_RANK.get(self.kyc_level, 0),
             "blacklisted": False,
             "linked_risk_accounts": 0,
+            "hour_share": hours[hour] / total if total else 1.0,
+            "history_events": total,
+            "history_txns": self.history_txns,
         }
-        total = sum(self.hours)
-        f["hour_share"] = self.hours[at.hour] / total if total else 1.0
-        f["history_events"] = self.history_events
-        self.hours[at.hour] += 1
+        hours[hour] += 1
         self.history_events += 1
+        recent_ips = self.recent_ips
         if ip:
-            self.recent_ips.append((ts, ip))
-        while self.recent_ips and self.recent_ips[0][0] < now - 3600:
-            self.recent_ips.popleft()
-        f["ip_changes_1h"] = max(len({i for _t, i in self.recent_ips}) - 1, 0)
-
-        if kind == "login" and not event.success:
-            self.login_failures.append(ts)
-        while self.login_failures and self.login_failures[0] < now - 3600:
-            self.login_failures.popleft()
-        f["login_failures_1h"] = len(self.login_failures)
-
+            recent_ips.append((ts, ip))
+        while recent_ips and recent_ips[0][0] <= now - 3600:
+            recent_ips.popleft()
+        failures = self.login_failures
+        if is_login and not success:
+            failures.append(ts)
+        while failures and failures[0] <= now - 3600:
+            failures.popleft()
+        f["login_failures_1h"] = len(failures)
+        changes = self.profile_changes
         if kind == "profile_change":
-            self.profile_changes.append((ts, event.field in SENSITIVE_FIELDS))
-        while self.profile_changes and self.profile_changes[0][0] < now - 86400:
-            self.profile_changes.popleft()
-        f["profile_changes_24h"] = len(self.profile_changes)
-        f["sensitive_changes_24h"] = sum(1 for _t, s in self.profile_changes if s)
+            changes.append((ts, event.field in SENSITIVE_FIELDS))
+        while changes and changes[0][0] <= now - 86400:
+            changes.popleft()
+        f["profile_changes_24h"] = len(changes)
         if kind == "kyc_update":
             self.kyc_level = event.level
             f["kyc_rank"] = KYC_RANK[event.level]
-
-        amounts = self.recent_amounts
-        f["amount_median"] = median(amounts) if amounts else 0.0
-        f["amount_mad"] = median(abs(a - f["amount_median"]) for a in amounts) if amounts else 0.0
-        f["history_txns"] = self.history_txns
         day = int(ts // 86400)
         if day != self.day:
             if self.day >= 0:
@@ -204,48 +245,80 @@ class AccountState:
                 self.days_seen += 1
             self.day, self.today_count = day, 0
         f["daily_count_ewma"] = self.daily_ewma
-
-        if kind == "transaction":
+        windows, sums = self.windows, self.sums
+        if is_txn:
             amount = float(event.amount)
             counterparty = event.counterparty or ""
-            f.update(
-                amount=amount, currency=event.currency, direction=event.direction, channel=event.channel or ""
-            )
-            f["new_counterparty"] = (
-                bool(counterparty) and counterparty not in self.counterparties and bool(self.counterparties)
-            )
+            f["amount"] = amount
+            f["currency"] = event.currency
+            f["direction"] = event.direction
+            f["channel"] = event.channel or ""
+            seen = self.counterparties
+            f["new_counterparty"] = bool(counterparty) and bool(seen) and counterparty not in seen
+            item = (ts, amount, counterparty)
             for w, span in WINDOWS.items():
-                q = self.windows[w]
-                q.append((ts, amount, counterparty))
-                self.sums[w] += amount
+                q = windows[w]
+                q.append(item)
+                sums[w] += amount
                 while q and q[0][0] <= now - span:
-                    self.sums[w] -= q.popleft()[1]
-            low = float(thresholds.reporting_threshold * thresholds.near_fraction)
-            if low <= amount < float(thresholds.reporting_threshold):
+                    sums[w] -= q.popleft()[1]
+            reporting = float(thresholds.reporting_threshold)
+            if reporting * float(thresholds.near_fraction) <= amount < reporting:
                 self.near_threshold.append(ts)
-            amounts.append(amount)
+            self.recent_amounts.append(amount)
             self.history_txns += 1
             self.today_count += 1
             if counterparty:
-                self.counterparties.add(counterparty)
+                seen.add(counterparty)
         else:
             for w, span in WINDOWS.items():
-                q = self.windows[w]
+                q = windows[w]
                 while q and q[0][0] <= now - span:
-                    self.sums[w] -= q.popleft()[1]
+                    sums[w] -= q.popleft()[1]
         for w in WINDOWS:
-            f[f"txn_count_{w}"] = len(self.windows[w])
-            f[f"txn_sum_{w}"] = round(self.sums[w], 6)
-        small = float(thresholds.small_amount)
-        f["small_txn_count_10m"] = sum(1 for _t, a, _c in self.windows["10m"] if a < small)
-        f["distinct_counterparties_1h"] = len({c for _t, _a, c in self.windows["1h"] if c})
-        while self.near_threshold and self.near_threshold[0] < now - 604800:
-            self.near_threshold.popleft()
-        f["near_threshold_7d"] = len(self.near_threshold)
-        f["near_threshold_24h"] = sum(1 for t in self.near_threshold if t >= now - 86400)
+            f[COUNT_KEYS[w]] = len(windows[w])
+            f[SUM_KEYS[w]] = sums[w]
+        near = self.near_threshold
+        while near and near[0] <= now - 604800:
+            near.popleft()
+        f["near_threshold_7d"] = len(near)
         f["today_txn_count"] = self.today_count
-        if device and (kind != "login" or event.success):
-            self.devices.add(device)
-        if ip and (kind != "login" or event.success):
+        if device and success:
+            if kind == "device_binding" and event.action == "unbind":
+                self.devices.discard(device)
+            else:
+                self.devices.add(device)
+        if ip and success:
             self.ips.add(ip)
-        return f
+        return Features(f, self._lazy(is_txn, now, thresholds))
+
+    def _lazy(self, was_txn: bool, now: float, thresholds: Thresholds) -> dict[str, Any]:
+        """The costlier features, read from the live state (valid until the account's next event)."""
+        windows, ips, changes, near = self.windows, self.recent_ips, self.profile_changes, self.near_threshold
+        recent = self.recent_amounts
+
+        def baseline() -> list[float]:
+            values = list(recent)
+            return values[:-1] if was_txn else values  # the baseline before this event
+
+        def med() -> float:
+            values = baseline()
+            return median(values) if values else 0.0
+
+        def mad() -> float:
+            values = baseline()
+            if not values:
+                return 0.0
+            m = median(values)
+            return median(abs(a - m) for a in values)
+
+        small = float(thresholds.small_amount)
+        return {
+            "amount_median": med,
+            "amount_mad": mad,
+            "small_txn_count_10m": lambda: sum(1 for _t, a, _c in windows["10m"] if a < small),
+            "distinct_counterparties_1h": lambda: len({c for _t, _a, c in windows["1h"] if c}),
+            "ip_changes_1h": lambda: max(len({i for _t, i in ips}) - 1, 0),
+            "sensitive_changes_24h": lambda: sum(1 for _t, sens in changes if sens),
+            "near_threshold_24h": lambda: sum(1 for t in near if t > now - 86400),
+        }
