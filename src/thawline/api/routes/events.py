@@ -95,6 +95,8 @@ async def ingest(request: Request, response: Response, key: CanSend) -> IngestOu
             parts = [str(p) for p in first["loc"]]
             if parts and parts[0] in _TYPES:  # the discriminated union names the event type first
                 parts = parts[1:]
+            if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                parts = ["type"]
             ident = item.get("id") if isinstance(item, dict) else None
             refused.append(
                 ItemError(

@@ -1,0 +1,295 @@
+"""Benchmark the risk engine: in-process evaluation, HTTP ingestion, the gateway check, and accuracy.
+
+    python bench/engine.py [--quick] [--accounts N] [--days D] [--seed S]
+
+Prints one JSON object:
+
+- ``engine_events_per_s``: features + the default ruleset, in process, one core, over a simulated
+  world's events (no database).
+- ``ingest_events_per_s``: batches of 10,000 through ``POST /v1/events`` on a real ``thawline serve``
+  (uvicorn, loopback, SQLite) with storage, decisions, freezes and the operation log.
+- ``authorize_p99_ms``: ``POST /v1/authorize`` at 1,000 requests/s over loopback, open loop (latency
+  measured from each request's scheduled send time, so queueing counts).
+- ``precision``, ``recall``, ``wrongful_freeze_rate_dynamic`` / ``_static``: on the simulated world's
+  ground truth, an account counts as frozen when any non-shadow freeze/restrict rule fires on it;
+  "static" evaluates the same rules with their fixed-threshold conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import queue
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter
+from sqlalchemy import create_engine, insert
+
+from thawline.adapters.db.schema import account, vault_subject
+from thawline.domain.events import Event
+from thawline.domain.features import AccountState, Thresholds
+from thawline.domain.rules import Action, Ruleset
+from thawline.services.engine import default_ip_ranges, default_ruleset_text
+
+ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+
+
+def simulate(out: Path, accounts: int, days: int, seed: int) -> None:
+    """Write a simulated world with `thawline simulate` (JSON Lines)."""
+    subprocess.run(
+        [sys.executable, "-m", "thawline", "simulate", "--seed", str(seed), "--accounts", str(accounts),
+         "--days", str(days), "--out", str(out), "--format", "jsonl"],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def load_events(path: Path) -> list[Any]:
+    """The world's events as validated models, in file order."""
+    raw = [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+    return ADAPTER.validate_python(raw)
+
+
+def engine_rate(events: list[Any], rules: Ruleset) -> tuple[float, dict[str, set[str]]]:
+    """Events per second through features + rules; and which accounts each mode would freeze."""
+    ranges, thresholds = default_ip_ranges(), Thresholds()
+    states: dict[str, AccountState] = {}
+    frozen: dict[str, set[str]] = {"dynamic": set(), "static": set()}
+    started = time.perf_counter()
+    for e in events:
+        st = states.get(e.account_id)
+        if st is None:
+            st = states[e.account_id] = AccountState(e.account_id, kyc_level="full")
+        features = st.observe(e, ranges, thresholds)
+        for h in rules.evaluate(features):
+            if not h.rule.shadow and h.rule.action >= Action.RESTRICT:
+                frozen["dynamic"].add(e.account_id)
+    elapsed = time.perf_counter() - started
+    states.clear()
+    for e in events:  # the same rules on fixed thresholds (not timed)
+        st = states.get(e.account_id)
+        if st is None:
+            st = states[e.account_id] = AccountState(e.account_id, kyc_level="full")
+        features = st.observe(e, ranges, thresholds)
+        for h in rules.evaluate(features, static=True):
+            if not h.rule.shadow and h.rule.action >= Action.RESTRICT:
+                frozen["static"].add(e.account_id)
+    return len(events) / elapsed, frozen
+
+
+def accuracy(frozen: dict[str, set[str]], labels: dict[str, str]) -> dict[str, float]:
+    """Precision and recall of the dynamic rules, and the wrongful-freeze rate of both modes."""
+    abusive = {a for a, label in labels.items() if label != "benign"}
+    dyn, sta = frozen["dynamic"], frozen["static"]
+    return {
+        "precision": round(len(dyn & abusive) / len(dyn), 4) if dyn else 0.0,
+        "recall": round(len(dyn & abusive) / len(abusive), 4) if abusive else 0.0,
+        "wrongful_freeze_rate_dynamic": round(len(dyn - abusive) / len(dyn), 4) if dyn else 0.0,
+        "wrongful_freeze_rate_static": round(len(sta - abusive) / len(sta), 4) if sta else 0.0,
+        "frozen_dynamic": len(dyn),
+        "frozen_static": len(sta),
+        "abusive_accounts": len(abusive),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A real `thawline serve` on loopback with its own SQLite database."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = _free_port()
+        self.env = {
+            **os.environ,
+            "THAWLINE_DATABASE_URL": f"sqlite:///{tmp / 'engine.db'}",
+            "THAWLINE_DATA_DIR": str(tmp / "data"),
+            "THAWLINE_CHECKPOINT_EVERY_ENTRIES": "100000",
+        }
+        self.url = tmp / "engine.db"
+        out = subprocess.run(
+            [sys.executable, "-m", "thawline", "apikey", "create", "--name", "bench", "--scope", "admin",
+             "--json"],
+            env=self.env, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        self.key = json.loads(out.stdout)["key"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def register(self, account_ids: list[str]) -> None:
+        """Bulk-load the accounts (setup, not measured)."""
+        engine = create_engine(f"sqlite:///{self.url}")
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(
+                insert(vault_subject),
+                [{"id": f"ds_{a}", "wrapped_key": b"x", "created_at": now} for a in account_ids],
+            )
+            conn.execute(
+                insert(account),
+                [
+                    {"id": a, "integrator": "bench", "holder_subject_id": f"ds_{a}", "identity_refs": "{}",
+                     "identity_digest": b"\0" * 32, "kyc_level": "full", "vip_tier": 0, "language": "zh-CN",
+                     "created_at": now}
+                    for a in account_ids
+                ],
+            )  # fmt: skip
+        engine.dispose()
+
+    def __enter__(self) -> Server:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "thawline", "serve", "--port", str(self.port)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("the server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def connection(self) -> http.client.HTTPConnection:
+        """A keep-alive connection to the server."""
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
+    def headers(self) -> dict[str, str]:
+        """Authenticated JSON headers."""
+        return {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+
+
+def _batches(lines: list[bytes], size: int) -> Iterator[bytes]:
+    for start in range(0, len(lines), size):
+        yield b'{"events":[' + b",".join(lines[start : start + size]) + b"]}"
+
+
+def ingest_rate(server: Server, lines: list[bytes]) -> float:
+    """Events per second through POST /v1/events in batches of 10,000."""
+    conn = server.connection()
+    started = time.perf_counter()
+    for body in _batches(lines, 10_000):
+        conn.request("POST", "/v1/events", body=body, headers=server.headers())
+        answer = conn.getresponse()
+        payload = answer.read()
+        if answer.status not in (200, 207):
+            raise RuntimeError(f"ingest failed: {answer.status} {payload[:300]!r}")
+    return len(lines) / (time.perf_counter() - started)
+
+
+def authorize_latencies(server: Server, account_ids: list[str], rate: int, seconds: float) -> list[float]:
+    """Open-loop load at ``rate`` requests/s; milliseconds from scheduled send to full response."""
+    todo: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+    out: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        conn = server.connection()
+        while (item := todo.get()) is not None:
+            due, body = item
+            conn.request("POST", "/v1/authorize", body=body, headers=server.headers())
+            answer = conn.getresponse()
+            answer.read()
+            done = time.perf_counter()
+            with lock:
+                out.append((done - due) * 1000)
+
+    workers = [threading.Thread(target=worker) for _ in range(16)]
+    for w in workers:
+        w.start()
+    start = time.perf_counter() + 0.05
+    total = int(rate * seconds)
+    for i in range(total):
+        due = start + i / rate
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        body = orjson.dumps(
+            {
+                "account_id": account_ids[i % len(account_ids)],
+                "direction": "debit",
+                "amount": "88.50",
+                "currency": "CNY",
+            }
+        )
+        todo.put((due, body))
+    for _ in workers:
+        todo.put(None)
+    for w in workers:
+        w.join()
+    return out
+
+
+def main() -> None:
+    """Run everything and print one JSON object."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--accounts", type=int, default=None)
+    parser.add_argument("--days", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    accounts = args.accounts or (500 if args.quick else 5000)
+    days = args.days or (14 if args.quick else 30)
+    tmp = Path(tempfile.mkdtemp(prefix="thawline-engine-bench-"))
+    world = tmp / "world"
+    started = time.perf_counter()
+    simulate(world, accounts, days, args.seed)
+    simulate_s = time.perf_counter() - started
+    lines = [line for line in (world / "events.jsonl").read_bytes().splitlines() if line]
+    events = load_events(world / "events.jsonl")
+    labels = {
+        row["account_id"]: row["label"]
+        for row in (orjson.loads(x) for x in (world / "labels.jsonl").read_bytes().splitlines() if x)
+    }
+    rules = Ruleset.from_yaml(default_ruleset_text())
+    rate, frozen = engine_rate(events, rules)
+    server = Server(tmp)
+    server.register(sorted({e.account_id for e in events}))
+    with server:
+        ingest = ingest_rate(server, lines[: 20_000 if args.quick else 100_000])
+        latencies = sorted(
+            authorize_latencies(server, sorted(labels), rate=1000, seconds=3 if args.quick else 10)
+        )
+    result = {
+        "engine_events_per_s": round(rate, 1),
+        "ingest_events_per_s": round(ingest, 1),
+        "authorize_p50_ms": round(statistics.median(latencies), 3),
+        "authorize_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 3),
+        "authorize_requests": len(latencies),
+        "authorize_rate_per_s": 1000,
+        **accuracy(frozen, labels),
+        "world": {"accounts": accounts, "days": days, "seed": args.seed, "events": len(events),
+                  "simulate_s": round(simulate_s, 1)},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "quick": args.quick,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
