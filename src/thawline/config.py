@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often serve/worker look for due timers."
     )
+    list_removal_action: Literal["rereview", "release"] = Field(
+        default="rereview",
+        description="When a list entry is removed as erroneous, what happens to the freezes it caused.",
+    )
 
     @cached_property
     def large_amounts(self) -> dict[str, Decimal]:

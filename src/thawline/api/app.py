@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from thawline import __version__
 from thawline.api import problems
 from thawline.api.routes import accounts, appeals, events, health, log, review, verification
+from thawline.api.routes import lists as list_routes
 from thawline.services.authorizer import Authorizer
 from thawline.services.engine import RiskEngine
 from thawline.services.runtime import Runtime
@@ -94,4 +95,5 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.include_router(events.router)
     app.include_router(review.router)
     app.include_router(verification.router)
+    app.include_router(list_routes.router)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from thawline.cli import accounts, admin, logcmd, review, verification, worker
+from thawline.cli import lists as list_cli
 
 app = typer.Typer(
     help="Thawline — freeze risky accounts, explain why, release safely, prove every step. / 冻结与解封平台",
@@ -22,6 +23,7 @@ app.add_typer(accounts.freeze_app, name="freeze")
 app.add_typer(review.review_app, name="review")
 app.add_typer(verification.verification_app, name="verification")
 app.add_typer(verification.dev_app, name="dev")
+app.add_typer(list_cli.lists_app, name="lists")
 
 
 def main() -> None:

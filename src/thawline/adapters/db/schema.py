@@ -370,3 +370,52 @@ rule_suppression = Table(
     Column("created_by", String(128), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# ---------------------------------------------------------------------------------------------------
+# Block- and allow-lists (issue 4). Every change to either list (an import, an added or a removed
+# entry) is a new version. Identifiers are kept only as the vault's blind index of the normalised
+# value, so they match vault_value.blind_index directly; names are kept normalised because fuzzy
+# matching needs the text (and are cleared when the entry is removed).
+list_version = Table(
+    "list_version",
+    metadata,
+    Column("version", Integer, primary_key=True),  # increases with every change to either list
+    Column("list_type", String(8), nullable=False),  # block | allow
+    Column("change", String(8), nullable=False),  # import | add | remove
+    Column("source_name", String(256), nullable=False),  # the imported file's name, or how it was made
+    Column("entries", Integer, nullable=False),  # entries this version added (or removed)
+    Column("duplicates", Integer, nullable=False),  # valid lines already on the list
+    Column("rejected", Integer, nullable=False),  # lines refused as invalid
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+list_entry = Table(
+    "list_entry",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("list_type", String(8), nullable=False),  # block | allow
+    Column("kind", String(16), nullable=False),  # resident_id | phone | bank_card | device | ip | name
+    Column("value_hash", LargeBinary(32), nullable=False),  # blind_index(keys, kind, normalised value)
+    Column("name", Text),  # kind "name" only: the normalised name; NULL for other kinds and once removed
+    Column("reason", Text, nullable=False),
+    Column("version", Integer, ForeignKey("list_version.version"), nullable=False),
+    Column("added_by", String(128), nullable=False),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("removed_version", Integer, ForeignKey("list_version.version")),
+    Column("removed_at", UTCDateTime),
+    Column("removed_by", String(128)),
+    Column("removal_reason", Text),
+    Column("erroneous", Boolean),  # removed because the entry was wrong (bad third-party data)
+)
+# One active entry per value and list (also what loading the index reads); removed entries stay
+# for the audit trail.
+Index(
+    "uq_list_entry_active",
+    list_entry.c.list_type,
+    list_entry.c.kind,
+    list_entry.c.value_hash,
+    unique=True,
+    sqlite_where=list_entry.c.removed_at.is_(None),
+    postgresql_where=list_entry.c.removed_at.is_(None),
+)
