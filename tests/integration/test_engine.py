@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 
 from tests import lifecycle as lc
@@ -14,7 +15,7 @@ from thawline.adapters.db.schema import event, risk_decision, rule_suppression
 from thawline.domain.clock import FakeClock
 from thawline.domain.events import Login, ProfileChange, Transaction
 from thawline.oplog.entry import Actor, ActorKind, decode_entry
-from thawline.services import appeals, engine, freezes
+from thawline.services import appeals, engine, freezes, lists
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 from thawline.services.verify import verify_log
@@ -190,3 +191,58 @@ def test_logins_from_a_new_device_behind_a_proxy_restrict_debits(runtime: Runtim
     with UnitOfWork(runtime, read_only=True) as uow:
         (made,) = freezes.list_freezes(uow, "acc_1")
     assert (made.restriction.scope.value, made.category.value) == ("debit", "ip_device")
+
+
+def test_an_account_two_hops_from_a_frozen_one_is_flagged_and_the_path_shown(runtime: Runtime) -> None:
+    for n in (1, 2, 3):
+        lc.register(runtime, f"acc_{n}", kyc="full")
+    lc.freeze(runtime, "acc_1")
+    t0 = runtime.clock.now()
+    setup = [
+        Login(id="k1", account_id="acc_1", occurred_at=t0, ip="10.9.0.1", device_id="shared-phone"),
+        Login(id="k2", account_id="acc_2", occurred_at=t0, ip="10.9.0.2", device_id="shared-phone"),
+        Login(id="k3", account_id="acc_3", occurred_at=t0, ip="10.9.0.2", device_id="own-phone"),
+    ]
+    gateway = engine.RiskEngine(runtime)
+    gateway.ingest(setup, GATEWAY)
+    pay = Transaction(
+        id="p3", account_id="acc_3", occurred_at=t0 + timedelta(minutes=1), transaction_id="tp3",
+        amount=Decimal("80"), currency="CNY", direction="debit",
+    )  # fmt: skip
+    (outcome,) = gateway.ingest([pay], GATEWAY).accepted
+    assert (outcome.outcome, [h.rule.id for h in outcome.hits]) == ("review", ["linked_to_risk"])
+    with UnitOfWork(runtime, read_only=True) as uow:
+        values = uow.conn.execute(
+            select(risk_decision.c["values"]).where(risk_decision.c.event_id == "p3")
+        ).scalar_one()
+    shown = orjson.loads(values)
+    assert shown["linked_risk_accounts"] == 1
+    assert shown["links"] == [
+        [
+            {"from": "acc_3", "to": "acc_2", "via": "ip:10.9.0.2"},
+            {"from": "acc_2", "to": "acc_1", "via": "device:shared-phone"},
+        ]
+    ]
+
+
+def test_a_blocklisted_phone_freezes_and_an_erroneous_entry_removal_reopens_it(runtime: Runtime) -> None:
+    lc.register(runtime, kyc="full")  # phone 13800138000
+    with UnitOfWork(runtime) as uow:
+        imported = lists.import_csv(
+            uow, "kind,value,reason\nphone,+86 138 0013 8000,fraud ring 7\n", "block", GATEWAY, "feed.csv"
+        )
+        uow.commit()
+    assert imported.imported == 1
+    login = Login(id="b1", account_id="acc_1", occurred_at=runtime.clock.now(), ip="10.1.1.1", device_id="d1")
+    (outcome,) = engine.RiskEngine(runtime).ingest([login], GATEWAY).accepted
+    assert (outcome.outcome, [h.rule.id for h in outcome.hits]) == ("freeze", ["blacklisted_identity"])
+    with UnitOfWork(runtime, read_only=True) as uow:
+        made = freezes.get(uow, outcome.freeze_id or "")
+        (entry,) = lists.list_entries(uow)
+    assert f"list_entry:{entry.id}" in made.evidence
+    with UnitOfWork(runtime) as uow:
+        removed = lists.remove_entry(
+            uow, entry.id, erroneous=True, reason="supplier retracted", actor=lc.ALICE
+        )
+        uow.commit()
+    assert [(a.freeze_id, a.action) for a in removed.affected] == [(made.id, "rereview")]

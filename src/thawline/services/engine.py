@@ -39,7 +39,7 @@ from thawline.domain.freezes import FreezeStatus, Restriction, SourceKind
 from thawline.domain.review import FlaggedTransaction
 from thawline.domain.rules import DIAGNOSIS, Action, Hit, Ruleset
 from thawline.oplog.entry import Actor, ActorKind, EvidenceRef, LogRecord, Subject
-from thawline.services import freezes, vault
+from thawline.services import freezes, links, lists, vault
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -123,6 +123,8 @@ class RiskEngine:
         self._states: OrderedDict[str, AccountState] = OrderedDict()
         self._lock = threading.Lock()
         self._ruleset: tuple[int, Ruleset] | None = None
+        self._index: lists.ListIndex | None = None
+        self._account_matches: dict[str, list[lists.ListMatch]] = {}
 
     # -- rulesets ---------------------------------------------------------------------------------
 
@@ -141,6 +143,30 @@ class RiskEngine:
         if self._ruleset is None or self._ruleset[0] != row.version:
             self._ruleset = (row.version, Ruleset.from_yaml(row.source))
         return self._ruleset
+
+    # -- lists ------------------------------------------------------------------------------------
+
+    def _blocked(self, uow: UnitOfWork, e: Any) -> list[str]:
+        """The block-list entries this event's account or device/IP match (allow-list wins per kind)."""
+        version = lists.current_version(uow)
+        if self._index is None or self._index.version != version:
+            self._index = lists.load_index(uow)
+            self._account_matches.clear()
+        index = self._index
+        if not index.size:
+            return []
+        found = self._account_matches.get(e.account_id)
+        if found is None:
+            found = self._account_matches[e.account_id] = lists.account_matches(uow, e.account_id, index)
+            if len(self._account_matches) > MAX_STATES:
+                self._account_matches.clear()
+        device = (
+            getattr(e, "device_id", None) if e.type in ("login", "transaction", "device_binding") else None
+        )
+        ip = getattr(e, "ip", None) if e.type in ("login", "transaction") else None
+        matches = [*found, *(index.match(device=device, ip=ip) if device or ip else [])]
+        allowed = {m.kind for m in matches if m.list_type == "allow"}
+        return sorted({m.entry_id for m in matches if m.list_type == "block" and m.kind not in allowed})
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -186,7 +212,7 @@ class RiskEngine:
                 self.forget(touched)
                 raise
 
-    def _ingest(  # noqa: PLR0912 — the one place a batch becomes decisions
+    def _ingest(  # noqa: PLR0912, PLR0915 — the one place a batch becomes decisions
         self, uow: UnitOfWork, events: Sequence[Any], actor: Actor, touched: set[str]
     ) -> IngestResult:
         result = IngestResult()
@@ -218,13 +244,25 @@ class RiskEngine:
         now = uow.runtime.clock.now()
         index_key = vault.derive_keys(uow.runtime.vault_master_key).index_key
         fresh.sort(key=lambda e: e.occurred_at)
+        links.record(
+            uow, ((k, v, e.account_id, e.occurred_at) for e in fresh for k, v in links.event_keys(e))
+        )
+        paying = {e.account_id for e in fresh if e.type == "transaction" and e.direction == "debit"}
+        risky = links.risky_links(uow, paying, now)
         rows, decisions = [], []
         acting: list[tuple[Any, Hit]] = []
+        list_hits: dict[str, list[str]] = {}
         for e in fresh:
             touched.add(e.account_id)
             acct = known[e.account_id]
             st = self._state(uow, e.account_id, acct.kyc_level, e.occurred_at)
             features = st.observe(e, self.ip_ranges, self.thresholds)
+            paths = risky.get(e.account_id, [])
+            features["linked_risk_accounts"] = len(paths)
+            blocked = self._blocked(uow, e)
+            features["blacklisted"] = bool(blocked)
+            if blocked:
+                list_hits[e.id] = blocked
             hits = rules.evaluate(features)
             live = [h for h in hits if not h.rule.shadow]
             strongest = max((h.rule.action for h in live), default=Action.ALLOW)
@@ -252,7 +290,7 @@ class RiskEngine:
                         "category": h.rule.category.value,
                         "action": h.rule.action.name.lower(),
                         "applied": "shadow" if h.rule.shadow else h.rule.action.name.lower(),
-                        "values": orjson.dumps(jsonable(h.values)).decode(),
+                        "values": orjson.dumps(_with_links(h, paths)).decode(),
                         "freeze_id": None,
                         "created_at": now,
                     }
@@ -262,7 +300,7 @@ class RiskEngine:
         for chunk in _chunks(rows, 2000):
             uow.conn.execute(insert(event), chunk)
         uow.mark_changed()
-        applied = self._act(uow, acting, version, known)
+        applied = self._act(uow, acting, version, known, list_hits)
         for d in decisions:
             key = (d["event_id"], d["rule_id"])
             if key in applied:
@@ -295,7 +333,12 @@ class RiskEngine:
         return result
 
     def _act(
-        self, uow: UnitOfWork, acting: list[tuple[Any, Hit]], version: int, known: dict[str, Any]
+        self,
+        uow: UnitOfWork,
+        acting: list[tuple[Any, Hit]],
+        version: int,
+        known: dict[str, Any],
+        list_hits: dict[str, list[str]],
     ) -> dict[tuple[str, str], tuple[str, str | None]]:
         """Freeze or restrict for the acting hits, honouring suppressions, breakers and existing freezes."""
         applied: dict[tuple[str, str], tuple[str, str | None]] = {}
@@ -360,7 +403,15 @@ class RiskEngine:
                     legal_basis="terms of service; risk rule " + rule.id,
                     internal_reason=rule.name["en"] + ": " + rule.when,
                     holder_reason=rule.explanation.get(lang, rule.explanation["en"]),
-                    evidence=(EvidenceRef("event", e.id),),
+                    # A blocklist hit names its entries: removing one as erroneous finds this freeze.
+                    evidence=(
+                        EvidenceRef("event", e.id),
+                        *(
+                            EvidenceRef("list_entry", x)
+                            for x in list_hits.get(e.id, [])
+                            if "blacklisted" in rule.reads
+                        ),
+                    ),
                     rule_version=version,
                     transactions=_flagged(e),
                     details={"features": jsonable(h.values), "condition": rule.when},
@@ -381,6 +432,14 @@ class RiskEngine:
                 )
             )
         return applied
+
+
+def _with_links(h: Hit, paths: list[list[links.Link]]) -> dict[str, Any]:
+    """The values a rule read, and for linked-risk rules the paths to the frozen accounts."""
+    values = jsonable(h.values)
+    if "linked_risk_accounts" in h.values and paths:
+        values["links"] = [[step.as_json() for step in path] for path in paths[:10]]
+    return values
 
 
 def _freeze_of(applied: dict[tuple[str, str], tuple[str, str | None]], o: Outcome) -> str | None:

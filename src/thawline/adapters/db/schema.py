@@ -419,3 +419,16 @@ Index(
     sqlite_where=list_entry.c.removed_at.is_(None),
     postgresql_where=list_entry.c.removed_at.is_(None),
 )
+
+# Linked accounts: every key an account was seen with (device, IP, card reference, counterparty).
+# Two accounts sharing a key are linked; the graph is queried, never stored as edges.
+account_key = Table(
+    "account_key",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("account_id", String(64), ForeignKey("account.id"), primary_key=True),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Index("ix_account_key_account", "account_id"),
+)
