@@ -146,13 +146,17 @@ class RiskEngine:
 
     # -- lists ------------------------------------------------------------------------------------
 
-    def _blocked(self, uow: UnitOfWork, e: Any) -> list[str]:
-        """The block-list entries this event's account or device/IP match (allow-list wins per kind)."""
+    def list_index(self, uow: UnitOfWork) -> lists.ListIndex:
+        """The block- and allow-lists in memory, reloaded when a new list version appears."""
         version = lists.current_version(uow)
         if self._index is None or self._index.version != version:
             self._index = lists.load_index(uow)
             self._account_matches.clear()
-        index = self._index
+        return self._index
+
+    def _blocked(self, uow: UnitOfWork, e: Any) -> list[str]:
+        """The block-list entries this event's account or device/IP match (allow-list wins per kind)."""
+        index = self.list_index(uow)
         if not index.size:
             return []
         found = self._account_matches.get(e.account_id)

@@ -432,3 +432,21 @@ account_key = Table(
     Column("last_seen", UTCDateTime, nullable=False),
     Index("ix_account_key_account", "account_id"),
 )
+
+# Re-screening runs: every account re-evaluated against the current lists and ruleset; resumable.
+rescreen_job = Table(
+    "rescreen_job",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("ruleset_version", Integer, nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # running | finished
+    Column("cursor", String(64), nullable=False),  # the last account id done ("" before the first)
+    Column("total", Integer, nullable=False),
+    Column("processed", Integer, nullable=False),
+    Column("flagged", Integer, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+)
