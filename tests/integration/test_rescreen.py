@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from sqlalchemy import update
+
 from tests import lifecycle as lc
+from thawline.adapters.db.schema import rescreen_job
 from thawline.domain.events import Transaction
 from thawline.oplog.entry import Actor, ActorKind, decode_entry
 from thawline.services import engine, freezes, lists, rescreen
@@ -68,10 +71,6 @@ def test_a_job_resumes_from_its_cursor(runtime: Runtime) -> None:
     job = rescreen.start(runtime, "lists", GATEWAY)
     assert rescreen.start(runtime, "second", GATEWAY).id == job.id  # one job at a time
     with UnitOfWork(runtime) as uow:
-        from sqlalchemy import update
-
-        from thawline.adapters.db.schema import rescreen_job
-
         uow.conn.execute(update(rescreen_job).values(cursor="acc_1", processed=2))  # as if stopped after 2
         uow.commit()
     assert rescreen.run(runtime, job.id).processed == 3
