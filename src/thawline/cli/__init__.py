@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from thawline.cli import accounts, admin, logcmd, review, simulate, verification, worker
+from thawline.cli import accounts, admin, logcmd, rescreen, review, simulate, verification, worker
 from thawline.cli import lists as list_cli
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(review.review_app, name="review")
 app.add_typer(verification.verification_app, name="verification")
 app.add_typer(verification.dev_app, name="dev")
 app.command("simulate")(simulate.simulate)
+app.command("rescreen")(rescreen.rescreen)
 app.add_typer(list_cli.lists_app, name="lists")
 
 
