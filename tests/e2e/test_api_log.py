@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import orjson
@@ -10,11 +11,13 @@ from fastapi.testclient import TestClient
 
 from tests.e2e.conftest import issue_key
 from tests.helpers import append
+from thawline.adapters.db.schema import api_key
 from thawline.api.app import create_app
 from thawline.oplog import bundles
 from thawline.oplog.entry import Actor, ActorKind
 from thawline.oplog.note import parse_vkey
 from thawline.services import apikeys
+from thawline.services.apikeys import KeyCache
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -126,3 +129,20 @@ def test_checkpoints_are_listed_from_a_size_with_a_limit(client: TestClient, run
     ]
     assert sizes == [201]
     assert len(client.get("/v1/log/checkpoints", headers=headers).json()) == 4
+
+
+def test_a_key_revoked_by_another_process_stops_working_within_the_cache_ttl(runtime: Runtime) -> None:
+    presented = _key(runtime, "log:read")["Authorization"].removeprefix("Bearer ")
+    key_id = presented.split("_", 1)[1].split(".")[0]
+    cache = KeyCache(runtime, ttl=0.2)
+    assert cache.authenticate(presented) is not None
+    with UnitOfWork(runtime) as uow:  # as `thawline apikey revoke` would, in its own process
+        uow.conn.execute(
+            api_key.update().where(api_key.c.id == key_id).values(revoked_at=runtime.clock.now())
+        )
+        uow.commit()
+    time.sleep(0.25)
+    assert cache.authenticate(presented) is None
+    assert (
+        cache.authenticate(presented.replace(presented[-4:], "AAAA")) is None
+    )  # a wrong secret never matches

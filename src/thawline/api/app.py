@@ -13,6 +13,7 @@ from thawline import __version__
 from thawline.api import problems
 from thawline.api.routes import accounts, appeals, events, health, log, review, verification
 from thawline.api.routes import lists as list_routes
+from thawline.services.apikeys import KeyCache
 from thawline.services.authorizer import Authorizer
 from thawline.services.engine import RiskEngine
 from thawline.services.runtime import Runtime
@@ -87,6 +88,7 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.state.runtime = runtime
     app.state.authorizer = Authorizer(runtime)
     app.state.engine = RiskEngine(runtime)
+    app.state.keys = KeyCache(runtime)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(log.router)

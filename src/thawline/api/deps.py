@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,8 +10,7 @@ from fastapi import Depends, Request
 from thawline.api.problems import AuthError
 from thawline.domain.apikeys import Scope
 from thawline.domain.errors import PermissionDeniedError
-from thawline.services import apikeys
-from thawline.services.apikeys import ApiKeyInfo
+from thawline.services.apikeys import ApiKeyInfo, KeyCache
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -41,15 +40,15 @@ def _presented_key(request: Request) -> str:
     return request.headers.get("x-api-key", "").strip()
 
 
-def require(scope: Scope) -> Callable[[Request, Runtime], ApiKeyInfo]:
+def require(scope: Scope) -> Callable[[Request], Awaitable[ApiKeyInfo]]:
     """Dependency factory: the caller must present an active API key granting ``scope``."""
 
-    def check(request: Request, runtime: RuntimeDep) -> ApiKeyInfo:
+    async def check(request: Request) -> ApiKeyInfo:
         presented = _presented_key(request)
         if not presented:
             raise AuthError("send an API key as 'Authorization: Bearer tlk_…' or 'X-API-Key'")
-        with UnitOfWork(runtime, read_only=True) as uow:
-            key = apikeys.authenticate(uow, presented)
+        keys: KeyCache = request.app.state.keys
+        key = keys.authenticate(presented)  # a cache hit costs no I/O; a miss is one indexed lookup
         if key is None:
             raise AuthError("the API key is unknown, malformed or revoked")
         if not key.allows(scope):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +17,7 @@ from thawline.adapters.db.schema import api_key
 from thawline.domain.apikeys import KEY_PREFIX, Scope, allows, parse_scopes, split_presented_key
 from thawline.domain.errors import ConflictError, NotFoundError
 from thawline.oplog.entry import Actor, LogRecord, Subject
+from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
 
@@ -71,8 +74,12 @@ def list_keys(uow: UnitOfWork) -> list[ApiKeyInfo]:
     return [_info(r) for r in rows]
 
 
+# Keys revoked by this process: every KeyCache here drops them at once (other processes within ttl).
+_REVOKED: set[str] = set()
+
+
 def revoke_key(uow: UnitOfWork, key_id: str, actor: Actor) -> ApiKeyInfo:
-    """Revoke a key; it stops working at once."""
+    """Revoke a key: at once in this process, within a second in every other (see KeyCache)."""
     row = uow.conn.execute(select(api_key).where(api_key.c.id == key_id)).first()
     if row is None:
         raise NotFoundError(f"API key {key_id} does not exist")
@@ -90,6 +97,7 @@ def revoke_key(uow: UnitOfWork, key_id: str, actor: Actor) -> ApiKeyInfo:
             state_after={"revoked": True},
         )
     )
+    uow.after_commit(lambda: _REVOKED.add(key_id))
     info = _info(row)
     return ApiKeyInfo(info.id, info.name, info.scopes, info.created_at, now)
 
@@ -116,3 +124,43 @@ def _info(r: Row[Any]) -> ApiKeyInfo:
         created_at=r.created_at,
         revoked_at=r.revoked_at,
     )
+
+
+class KeyCache:
+    """Recently authenticated keys, trusted for ``ttl`` seconds without a database round trip.
+
+    Only successful authentications are cached, and only with the secret's hash, so a new key works
+    at once and a wrong secret never matches. A revoked key stops working within ``ttl`` seconds
+    (default 1) in every process. The gateway's hot path needs this: a key lookup per request cost
+    more than the authorisation itself.
+    """
+
+    def __init__(self, runtime: Runtime, ttl: float = 1.0) -> None:
+        self.runtime = runtime
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, bytes, ApiKeyInfo]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, presented: str) -> ApiKeyInfo | None:
+        """Like :func:`authenticate`, answered from the cache while fresh."""
+        parts = split_presented_key(presented)
+        if parts is None:
+            return None
+        key_id, secret = parts
+        digest = _hash(secret)
+        hit = self._entries.get(key_id)
+        if (
+            hit is not None
+            and hit[0] > time.monotonic()
+            and key_id not in _REVOKED
+            and hmac.compare_digest(hit[1], digest)
+        ):
+            return hit[2]
+        with UnitOfWork(self.runtime, read_only=True) as uow:
+            info = authenticate(uow, presented)
+        if info is not None:
+            with self._lock:
+                if len(self._entries) > 10_000:
+                    self._entries.clear()
+                self._entries[key_id] = (time.monotonic() + self.ttl, digest, info)
+        return info

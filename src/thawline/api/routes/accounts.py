@@ -358,7 +358,7 @@ def account_timeline(
 
 
 @router.post("/authorize", response_model=DecisionOut)
-def authorize(body: AuthorizeIn, request: Request, _key: CanAuthorize) -> DecisionOut:
+async def authorize(body: AuthorizeIn, request: Request, _key: CanAuthorize) -> DecisionOut:
     """May the account do this now? Allow, or deny naming the freeze (or probation) and the holder's text."""
     op = Operation(
         body.direction, body.amount, body.currency, channel=body.channel, counterparty=body.counterparty

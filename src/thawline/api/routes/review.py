@@ -31,12 +31,12 @@ def _reviewer(key: ApiKeyInfo) -> Actor:
     return Actor(ActorKind.REVIEWER, key.id)
 
 
-def _reviewer_or_lead(request: Request, runtime: RuntimeDep) -> ApiKeyInfo:
+async def _reviewer_or_lead(request: Request) -> ApiKeyInfo:
     """A key with reviews:lead, or else one with reviews:write."""
     try:
-        return require(Scope.REVIEWS_LEAD)(request, runtime)
+        return await require(Scope.REVIEWS_LEAD)(request)
     except PermissionDeniedError:
-        return require(Scope.REVIEWS_WRITE)(request, runtime)
+        return await require(Scope.REVIEWS_WRITE)(request)
 
 
 class QueueItemOut(BaseModel):
