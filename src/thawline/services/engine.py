@@ -154,9 +154,8 @@ class RiskEngine:
             self._account_matches.clear()
         return self._index
 
-    def _blocked(self, uow: UnitOfWork, e: Any) -> list[str]:
+    def _blocked(self, uow: UnitOfWork, index: lists.ListIndex, e: Any) -> list[str]:
         """The block-list entries this event's account or device/IP match (allow-list wins per kind)."""
-        index = self.list_index(uow)
         if not index.size:
             return []
         found = self._account_matches.get(e.account_id)
@@ -253,6 +252,7 @@ class RiskEngine:
         )
         paying = {e.account_id for e in fresh if e.type == "transaction" and e.direction == "debit"}
         risky = links.risky_links(uow, paying, now)
+        index = self.list_index(uow)  # once per batch
         rows, decisions = [], []
         acting: list[tuple[Any, Hit]] = []
         list_hits: dict[str, list[str]] = {}
@@ -263,7 +263,7 @@ class RiskEngine:
             features = st.observe(e, self.ip_ranges, self.thresholds)
             paths = risky.get(e.account_id, [])
             features["linked_risk_accounts"] = len(paths)
-            blocked = self._blocked(uow, e)
+            blocked = self._blocked(uow, index, e)
             features["blacklisted"] = bool(blocked)
             if blocked:
                 list_hits[e.id] = blocked

@@ -3,8 +3,8 @@ personal counterparty, and who within two hops is frozen.
 
 Edges are not stored; keys are. ``account_key`` holds, per account, every device id, IP address,
 card reference, counterparty and the vault's blind index of its phone and bank cards. Two accounts
-are linked when they share a key. Keys shared by more than ``MAX_SHARED`` accounts (a big
-merchant, a carrier-grade NAT address) link nothing: they describe a crowd, not a ring.
+are linked when they share a key. Keys shared by more accounts than ``MAX_SHARED`` allows for their
+kind (a big merchant, a carrier-grade NAT address) link nothing: they describe a crowd, not a ring.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select, tuple_
 
 from thawline.adapters.db.schema import account_key
 from thawline.adapters.db.schema import freeze as freeze_table
@@ -22,7 +22,9 @@ from thawline.adapters.db.upsert import upsert_keys
 from thawline.domain.freezes import FreezeStatus
 from thawline.services.unit_of_work import UnitOfWork
 
-MAX_SHARED = 20
+# A key shared by more accounts than this describes a crowd, not a ring (a shop's counterparty id, a
+# carrier-grade NAT address). Mule rings share a device, an IP or a cash-out account among a handful.
+MAX_SHARED = {"device": 10, "ip": 10, "card": 5, "counterparty": 5, "phone": 5, "bank_card": 5}
 IP_WINDOW = timedelta(hours=24)
 KINDS = ("device", "ip", "card", "counterparty", "phone", "bank_card")
 
@@ -71,31 +73,36 @@ def record(uow: UnitOfWork, rows: Iterable[tuple[str, str, str, datetime]]) -> N
 
 
 def _neighbours(uow: UnitOfWork, accounts: set[str], now: datetime) -> list[Link]:
+    """Accounts sharing a (not too popular) key with ``accounts``: two indexed lookups, no joins."""
     if not accounts:
         return []
-    k1, k2 = account_key.alias("k1"), account_key.alias("k2")
     since = now - IP_WINDOW
-    shared = (
-        select(account_key.c.kind, account_key.c.key)
-        .group_by(account_key.c.kind, account_key.c.key)
-        .having(func.count() <= MAX_SHARED)
-        .where(
-            account_key.c.key.in_(
-                select(account_key.c.key).where(account_key.c.account_id.in_(sorted(accounts)))
-            )
+    c = account_key.c
+    mine: set[tuple[str, str]] = set()
+    for chunk in _chunks(sorted(accounts), 500):
+        rows = uow.conn.execute(select(c.kind, c.key, c.last_seen).where(c.account_id.in_(chunk)))
+        mine.update((kind, key) for kind, key, seen in rows if kind != "ip" or seen >= since)
+    holders: dict[tuple[str, str], list[str]] = {}
+    for chunk in _chunks(sorted(mine), 300):
+        found = uow.conn.execute(
+            select(c.kind, c.key, c.account_id, c.last_seen).where(tuple_(c.kind, c.key).in_(chunk))
         )
-        .subquery()
-    )
-    query = (
-        select(k1.c.account_id, k2.c.account_id, k1.c.kind, k1.c.key)
-        .join(k2, and_(k1.c.kind == k2.c.kind, k1.c.key == k2.c.key, k1.c.account_id != k2.c.account_id))
-        .join(shared, and_(shared.c.kind == k1.c.kind, shared.c.key == k1.c.key))
-        .where(
-            k1.c.account_id.in_(sorted(accounts)),
-            or_(k1.c.kind != "ip", and_(k1.c.last_seen >= since, k2.c.last_seen >= since)),
-        )
-    )
-    return [Link(a, b, kind, key) for a, b, kind, key in uow.conn.execute(query)]
+        for kind, key, account_id, seen in found:
+            if kind != "ip" or seen >= since:
+                holders.setdefault((kind, key), []).append(account_id)
+    out: list[Link] = []
+    for (kind, key), members in holders.items():
+        if len(members) < 2 or len(members) > MAX_SHARED.get(kind, 5):
+            continue
+        for a in members:
+            if a in accounts:
+                out.extend(Link(a, b, kind, key) for b in members if b != a)
+    return out
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def risky_links(uow: UnitOfWork, accounts: set[str], now: datetime) -> dict[str, list[list[Link]]]:
