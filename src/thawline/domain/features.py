@@ -40,9 +40,11 @@ FEATURES = frozenset(
         *(f"txn_sum_{w}" for w in WINDOWS),
         "small_txn_count_10m",
         "distinct_counterparties_1h",
+        "credit_sum_1h",
         "new_counterparty",
         "amount_median",
         "amount_mad",
+        "amount_max",
         "history_txns",
         "daily_count_ewma",
         "today_txn_count",
@@ -145,7 +147,7 @@ class AccountState:
     """Everything the engine remembers about one account."""
 
     account_id: str
-    windows: dict[str, deque[tuple[float, float, str]]] = field(
+    windows: dict[str, deque[tuple[float, float, str, bool]]] = field(
         default_factory=lambda: {w: deque() for w in WINDOWS}
     )
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(WINDOWS, 0.0))
@@ -255,7 +257,7 @@ class AccountState:
             f["channel"] = event.channel or ""
             seen = self.counterparties
             f["new_counterparty"] = bool(counterparty) and bool(seen) and counterparty not in seen
-            item = (ts, amount, counterparty)
+            item = (ts, amount, counterparty, event.direction == "credit")
             for w, span in WINDOWS.items():
                 q = windows[w]
                 q.append(item)
@@ -313,11 +315,23 @@ class AccountState:
             return median(abs(a - m) for a in values)
 
         small = float(thresholds.small_amount)
+
+        def high() -> float:
+            values = baseline()
+            return max(values) if values else 0.0
+
         return {
             "amount_median": med,
             "amount_mad": mad,
-            "small_txn_count_10m": lambda: sum(1 for _t, a, _c in windows["10m"] if a < small),
-            "distinct_counterparties_1h": lambda: len({c for _t, _a, c in windows["1h"] if c}),
+            "amount_max": high,
+            "small_txn_count_10m": lambda: sum(1 for _t, a, _c, _in in windows["10m"] if a < small),
+            "distinct_counterparties_1h": lambda: len({c for _t, _a, c, _in in windows["1h"] if c}),
+            # Money that came in during the last hour (before this event): mules pass it straight on.
+            "credit_sum_1h": lambda: (
+                sum(a for _t, a, _c, is_in in list(windows["1h"])[:-1] if is_in)
+                if was_txn
+                else sum(a for _t, a, _c, is_in in windows["1h"] if is_in)
+            ),
             "ip_changes_1h": lambda: max(len({i for _t, i in ips}) - 1, 0),
             "sensitive_changes_24h": lambda: sum(1 for _t, sens in changes if sens),
             "near_threshold_24h": lambda: sum(1 for t in near if t > now - 86400),
