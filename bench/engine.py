@@ -18,7 +18,9 @@ Prints one JSON object:
 from __future__ import annotations
 
 import argparse
+import csv
 import http.client
+import io
 import json
 import os
 import platform
@@ -42,6 +44,7 @@ from sqlalchemy import create_engine, insert
 from thawline.adapters.db.schema import account, vault_subject
 from thawline.domain.events import Event
 from thawline.domain.features import AccountState, Thresholds
+from thawline.domain.lists import normalise
 from thawline.domain.rules import Action, Ruleset
 from thawline.services.engine import default_ip_ranges, default_ruleset_text
 
@@ -63,7 +66,37 @@ def load_events(path: Path) -> list[Any]:
     return ADAPTER.validate_python(raw)
 
 
-def engine_rate(events: list[Any], rules: Ruleset) -> tuple[float, dict[str, set[str]]]:
+def blocklisted(world: Path) -> set[str]:
+    """Accounts whose holder identifiers are on the world's blocklist (what the list index would find)."""
+    listed = set()
+    for row in csv.DictReader(io.StringIO((world / "blocklist.csv").read_text("utf-8"))):
+        try:
+            listed.add((row["kind"], normalise(row["kind"], row["value"])))
+        except ValueError:
+            continue
+    out = set()
+    for line in (world / "accounts.jsonl").read_bytes().splitlines():
+        if not line:
+            continue
+        acc = orjson.loads(line)
+        holder = acc["holder"]
+        values = [
+            ("resident_id", holder.get("resident_id")),
+            ("phone", holder.get("phone")),
+            ("name", holder.get("name")),
+        ]
+        values += [("bank_card", c) for c in holder.get("bank_cards", [])]
+        for kind, value in values:
+            if value and (kind, normalise(kind, value)) in listed:
+                out.add(acc["id"])
+    return out
+
+
+def engine_rate(
+    events: list[Any],
+    rules: Ruleset,
+    listed: set[str] = frozenset(),  # type: ignore[assignment]
+) -> tuple[float, dict[str, set[str]]]:
     """Events per second through features + rules; and which accounts each mode would freeze."""
     ranges, thresholds = default_ip_ranges(), Thresholds()
     states: dict[str, AccountState] = {}
@@ -74,6 +107,7 @@ def engine_rate(events: list[Any], rules: Ruleset) -> tuple[float, dict[str, set
         if st is None:
             st = states[e.account_id] = AccountState(e.account_id, kyc_level="full")
         features = st.observe(e, ranges, thresholds)
+        features["blacklisted"] = e.account_id in listed
         for h in rules.evaluate(features):
             if not h.rule.shadow and h.rule.action >= Action.RESTRICT:
                 frozen["dynamic"].add(e.account_id)
@@ -84,6 +118,7 @@ def engine_rate(events: list[Any], rules: Ruleset) -> tuple[float, dict[str, set
         if st is None:
             st = states[e.account_id] = AccountState(e.account_id, kyc_level="full")
         features = st.observe(e, ranges, thresholds)
+        features["blacklisted"] = e.account_id in listed
         for h in rules.evaluate(features, static=True):
             if not h.rule.shadow and h.rule.action >= Action.RESTRICT:
                 frozen["static"].add(e.account_id)
@@ -264,7 +299,7 @@ def main() -> None:
         for row in (orjson.loads(x) for x in (world / "labels.jsonl").read_bytes().splitlines() if x)
     }
     rules = Ruleset.from_yaml(default_ruleset_text())
-    rate, frozen = engine_rate(events, rules)
+    rate, frozen = engine_rate(events, rules, blocklisted(world))
     server = Server(tmp)
     server.register(sorted({e.account_id for e in events}))
     with server:
