@@ -141,3 +141,21 @@ def _compare(node: ast.Compare) -> Compiled:
         return all(op(values[i], values[i + 1]) for i, op in enumerate(ops))
 
     return chained
+
+
+def required_value(source: str, name: str) -> str | None:
+    """The constant ``name`` must equal for the expression to be true, when its top-level ``and``
+    starts with ``name == "constant"`` (e.g. ``event_type == "login" and …``); else None."""
+    body = _parse(source).body
+    first = body.values[0] if isinstance(body, ast.BoolOp) and isinstance(body.op, ast.And) else body
+    if (
+        isinstance(first, ast.Compare)
+        and len(first.ops) == 1
+        and isinstance(first.ops[0], ast.Eq)
+        and isinstance(first.left, ast.Name)
+        and first.left.id == name
+        and isinstance(first.comparators[0], ast.Constant)
+        and isinstance(first.comparators[0].value, str)
+    ):
+        return first.comparators[0].value
+    return None

@@ -118,24 +118,39 @@ class Thresholds:
 
 COUNT_KEYS = {w: f"txn_count_{w}" for w in WINDOWS}
 SUM_KEYS = {w: f"txn_sum_{w}" for w in WINDOWS}
+_WINDOW_KEYS = tuple((w, span, COUNT_KEYS[w], SUM_KEYS[w]) for w, span in WINDOWS.items())
 
 
 class Features(dict[str, Any]):
-    """An event's feature values; the costlier ones are computed only when a rule reads them."""
+    """An event's feature values; the costlier ones are computed only when a rule reads them.
 
-    __slots__ = ("_lazy",)
+    The lazy values read the account's live state, so read them before its next event is observed.
+    """
 
-    def __init__(self, values: dict[str, Any], lazy: dict[str, Any]) -> None:
+    __slots__ = ("_now", "_small", "_state", "_was_txn")
+
+    def __init__(
+        self, values: dict[str, Any], state: AccountState, was_txn: bool, now: float, small: float
+    ) -> None:
         super().__init__(values)
-        self._lazy = lazy
+        self._state, self._was_txn, self._now, self._small = state, was_txn, now, small
 
     def __missing__(self, key: str) -> Any:
-        compute = self._lazy.get(key)
+        compute = _LAZY.get(key)
         if compute is None:
             raise KeyError(key)
-        value = compute()
+        value = compute(self)
         self[key] = value
         return value
+
+    def baseline(self) -> list[float]:
+        """Recent amounts before this event."""
+        values = list(self._state.recent_amounts)
+        return values[:-1] if self._was_txn else values
+
+    def window(self, name: str) -> list[tuple[float, float, str, bool]]:
+        """A transaction window's items (this event included)."""
+        return list(self._state.windows[name])
 
     def complete(self) -> dict[str, Any]:
         """Every feature, computed (for tests and the diagnosis of all values)."""
@@ -258,12 +273,6 @@ class AccountState:
             seen = self.counterparties
             f["new_counterparty"] = bool(counterparty) and bool(seen) and counterparty not in seen
             item = (ts, amount, counterparty, event.direction == "credit")
-            for w, span in WINDOWS.items():
-                q = windows[w]
-                q.append(item)
-                sums[w] += amount
-                while q and q[0][0] <= now - span:
-                    sums[w] -= q.popleft()[1]
             reporting = float(thresholds.reporting_threshold)
             if reporting * float(thresholds.near_fraction) <= amount < reporting:
                 self.near_threshold.append(ts)
@@ -273,13 +282,19 @@ class AccountState:
             if counterparty:
                 seen.add(counterparty)
         else:
-            for w, span in WINDOWS.items():
-                q = windows[w]
-                while q and q[0][0] <= now - span:
-                    sums[w] -= q.popleft()[1]
-        for w in WINDOWS:
-            f[COUNT_KEYS[w]] = len(windows[w])
-            f[SUM_KEYS[w]] = sums[w]
+            item, amount = None, 0.0
+        for w, span, count_key, sum_key in _WINDOW_KEYS:
+            q = windows[w]
+            running = sums[w]
+            if item is not None:
+                q.append(item)
+                running += amount
+            edge = now - span
+            while q and q[0][0] <= edge:
+                running -= q.popleft()[1]
+            sums[w] = running
+            f[count_key] = len(q)
+            f[sum_key] = running
         near = self.near_threshold
         while near and near[0] <= now - 604800:
             near.popleft()
@@ -292,47 +307,43 @@ class AccountState:
                 self.devices.add(device)
         if ip and success:
             self.ips.add(ip)
-        return Features(f, self._lazy(is_txn, now, thresholds))
+        return Features(f, self, is_txn, now, float(thresholds.small_amount))
 
-    def _lazy(self, was_txn: bool, now: float, thresholds: Thresholds) -> dict[str, Any]:
-        """The costlier features, read from the live state (valid until the account's next event)."""
-        windows, ips, changes, near = self.windows, self.recent_ips, self.profile_changes, self.near_threshold
-        recent = self.recent_amounts
 
-        def baseline() -> list[float]:
-            values = list(recent)
-            return values[:-1] if was_txn else values  # the baseline before this event
+def _median(f: Features) -> float:
+    values = f.baseline()
+    return median(values) if values else 0.0
 
-        def med() -> float:
-            values = baseline()
-            return median(values) if values else 0.0
 
-        def mad() -> float:
-            values = baseline()
-            if not values:
-                return 0.0
-            m = median(values)
-            return median(abs(a - m) for a in values)
+def _mad(f: Features) -> float:
+    values = f.baseline()
+    if not values:
+        return 0.0
+    m = median(values)
+    return median(abs(a - m) for a in values)
 
-        small = float(thresholds.small_amount)
 
-        def high() -> float:
-            values = baseline()
-            return max(values) if values else 0.0
+def _max(f: Features) -> float:
+    values = f.baseline()
+    return max(values) if values else 0.0
 
-        return {
-            "amount_median": med,
-            "amount_mad": mad,
-            "amount_max": high,
-            "small_txn_count_10m": lambda: sum(1 for _t, a, _c, _in in windows["10m"] if a < small),
-            "distinct_counterparties_1h": lambda: len({c for _t, _a, c, _in in windows["1h"] if c}),
-            # Money that came in during the last hour (before this event): mules pass it straight on.
-            "credit_sum_1h": lambda: (
-                sum(a for _t, a, _c, is_in in list(windows["1h"])[:-1] if is_in)
-                if was_txn
-                else sum(a for _t, a, _c, is_in in windows["1h"] if is_in)
-            ),
-            "ip_changes_1h": lambda: max(len({i for _t, i in ips}) - 1, 0),
-            "sensitive_changes_24h": lambda: sum(1 for _t, sens in changes if sens),
-            "near_threshold_24h": lambda: sum(1 for t in near if t > now - 86400),
-        }
+
+def _credit_sum_1h(f: Features) -> float:
+    # Money that came in during the last hour (before this event): mules pass it straight on.
+    items = f.window("1h")
+    if f._was_txn:
+        items = items[:-1]
+    return sum(a for _t, a, _c, is_in in items if is_in)
+
+
+_LAZY: dict[str, Any] = {
+    "amount_median": _median,
+    "amount_mad": _mad,
+    "amount_max": _max,
+    "small_txn_count_10m": lambda f: sum(1 for _t, a, _c, _in in f.window("10m") if a < f._small),
+    "distinct_counterparties_1h": lambda f: len({c for _t, _a, c, _in in f.window("1h") if c}),
+    "credit_sum_1h": _credit_sum_1h,
+    "ip_changes_1h": lambda f: max(len({i for _t, i in f._state.recent_ips}) - 1, 0),
+    "sensitive_changes_24h": lambda f: sum(1 for _t, sens in f._state.profile_changes if sens),
+    "near_threshold_24h": lambda f: sum(1 for t in f._state.near_threshold if t > f._now - 86400),
+}

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from thawline.domain.expr import Compiled, ExpressionError, compile_expression, names
+from thawline.domain.expr import Compiled, ExpressionError, compile_expression, names, required_value
 from thawline.domain.features import FEATURES
 from thawline.domain.freezes import FreezeScope, ReasonCategory
 
@@ -70,6 +70,7 @@ class Rule:
     name: Mapping[str, str]
     explanation: Mapping[str, str]
     when: str
+    static_when: str | None
     action: Action
     scope: FreezeScope
     severity: str
@@ -91,11 +92,17 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class Ruleset:
-    """A loaded, compiled ruleset."""
+    """A loaded, compiled ruleset.
+
+    Rules whose condition starts with ``event_type == "<type>" and`` are only tried on events of that
+    type (``by_type``); the rest on every event. The result and its order are those of trying all.
+    """
 
     rules: tuple[Rule, ...]
     sha256: str
     source: str
+    by_type: dict[str, tuple[Rule, ...]] = field(default_factory=dict, compare=False, repr=False)
+    static_by_type: dict[str, tuple[Rule, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_yaml(cls, text: str) -> Ruleset:
@@ -113,12 +120,20 @@ class Ruleset:
                 raise RulesetError(f"rule '{rule.id}' is defined twice")
             seen.add(rule.id)
             rules.append(rule)
-        return cls(tuple(rules), hashlib.sha256(text.encode()).hexdigest(), text)
+        return cls(
+            tuple(rules),
+            hashlib.sha256(text.encode()).hexdigest(),
+            text,
+            _by_type(rules, static=False),
+            _by_type(rules, static=True),
+        )
 
     def evaluate(self, features: Mapping[str, Any], *, static: bool = False) -> list[Hit]:
         """Every rule that fires on ``features`` (``static``: use the fixed-threshold conditions)."""
+        table = self.static_by_type if static else self.by_type
+        candidates = table.get(features["event_type"], table.get("", self.rules))
         hits = []
-        for rule in self.rules:
+        for rule in candidates:
             cond = rule.static_condition if static and rule.static_condition is not None else rule.condition
             if cond(features):
                 hits.append(Hit(rule, {n: features[n] for n in rule.reads}))
@@ -130,6 +145,20 @@ class Ruleset:
             if rule.id == rule_id:
                 return rule
         raise KeyError(rule_id)
+
+
+EVENT_TYPES = ("login", "transaction", "profile_change", "kyc_update", "device_binding")
+
+
+def _by_type(rules: list[Rule], *, static: bool) -> dict[str, tuple[Rule, ...]]:
+    """For each event type, the rules that can fire on it, in ruleset order ("" = unknown type)."""
+    needs = {}
+    for rule in rules:
+        source = rule.static_when if static and rule.static_when else rule.when
+        needs[rule.id] = required_value(source, "event_type")
+    table = {t: tuple(r for r in rules if needs[r.id] in (None, t)) for t in EVENT_TYPES}
+    table[""] = tuple(rules)
+    return table
 
 
 _KEYS = {
@@ -195,6 +224,7 @@ def _rule(raw: Any, index: int) -> Rule:  # noqa: PLR0912 — field-by-field che
         name=dict(raw["name"]),
         explanation=dict(raw["explanation"]),
         when=str(raw["when"]),
+        static_when=str(raw["static"]) if "static" in raw else None,
         action=action,
         scope=scope,
         severity=severity,
