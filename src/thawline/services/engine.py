@@ -195,6 +195,27 @@ class RiskEngine:
             self._states.popitem(last=False)
         return st
 
+    def _prime(self, uow: UnitOfWork, fresh: Sequence[Any], known: dict[str, Any]) -> None:
+        """Give accounts with no stored history an empty state at once (one query for the whole batch)."""
+        missing = sorted({e.account_id for e in fresh} - self._states.keys())
+        if not missing:
+            return
+        since = min(e.occurred_at for e in fresh) - REBUILD_WINDOW
+        with_history: set[str] = set()
+        for chunk in _chunks(missing, 500):
+            with_history.update(
+                uow.conn.execute(
+                    select(event.c.account_id)
+                    .where(event.c.account_id.in_(chunk), event.c.occurred_at >= since)
+                    .distinct()
+                ).scalars()
+            )
+        for account_id in missing:
+            if account_id not in with_history:
+                self._states[account_id] = AccountState(account_id, kyc_level=known[account_id].kyc_level)
+        while len(self._states) > MAX_STATES:
+            self._states.popitem(last=False)
+
     def forget(self, account_ids: Iterable[str]) -> None:
         """Drop in-memory state (after a rolled-back batch); it is rebuilt from stored events."""
         for a in account_ids:
@@ -247,6 +268,7 @@ class RiskEngine:
         now = uow.runtime.clock.now()
         index_key = vault.derive_keys(uow.runtime.vault_master_key).index_key
         fresh.sort(key=lambda e: e.occurred_at)
+        self._prime(uow, fresh, known)
         links.record(
             uow, ((k, v, e.account_id, e.occurred_at) for e in fresh for k, v in links.event_keys(e))
         )
