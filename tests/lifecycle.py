@@ -23,12 +23,14 @@ PHONE = "13800138000"
 T1_AT = datetime.fromisoformat("2025-12-31T09:00:00+00:00")
 
 
-def register(runtime: Runtime, account_id: str = "acc_1", *, vip: int = 0, kyc: str = "basic") -> None:
+def register(
+    runtime: Runtime, account_id: str = "acc_1", *, vip: int = 0, kyc: str = "basic", phone: str = PHONE
+) -> None:
     """Register an account with a verified phone."""
     with UnitOfWork(runtime) as uow:
         accounts.register(
             uow,
-            accounts.RegisterAccount(account_id, "韩梅梅", phone=PHONE, vip_tier=vip, kyc_level=kyc),
+            accounts.RegisterAccount(account_id, "韩梅梅", phone=phone, vip_tier=vip, kyc_level=kyc),
             CREATOR,
         )
         uow.commit()

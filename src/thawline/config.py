@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     sms_outbox_path: Path | None = Field(
         default=None, description="Local SMS carrier: messages appended here; default <data_dir>/."
     )
+    ip_ranges: Path | None = Field(
+        default=None,
+        description="TOML with `proxy` and `bad_reputation` CIDR lists; default: the shipped sample ranges.",
+    )
     scheduler_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often serve/worker look for due timers."
     )

@@ -195,7 +195,7 @@ def test_logins_from_a_new_device_behind_a_proxy_restrict_debits(runtime: Runtim
 
 def test_an_account_two_hops_from_a_frozen_one_is_flagged_and_the_path_shown(runtime: Runtime) -> None:
     for n in (1, 2, 3):
-        lc.register(runtime, f"acc_{n}", kyc="full")
+        lc.register(runtime, f"acc_{n}", kyc="full", phone=f"1380013800{n}")
     lc.freeze(runtime, "acc_1")
     t0 = runtime.clock.now()
     setup = [
@@ -246,3 +246,24 @@ def test_a_blocklisted_phone_freezes_and_an_erroneous_entry_removal_reopens_it(r
         )
         uow.commit()
     assert [(a.freeze_id, a.action) for a in removed.affected] == [(made.id, "rereview")]
+
+
+def test_accounts_sharing_a_registered_phone_are_linked(runtime: Runtime) -> None:
+    lc.register(runtime, "acc_1", kyc="full")
+    lc.register(runtime, "acc_2", kyc="full")  # the same phone number
+    lc.freeze(runtime, "acc_1")
+    pay = Transaction(
+        id="p2", account_id="acc_2", occurred_at=runtime.clock.now(), transaction_id="tp2",
+        amount=Decimal("80"), currency="CNY", direction="debit",
+    )  # fmt: skip
+    (outcome,) = engine.RiskEngine(runtime).ingest([pay], GATEWAY).accepted
+    assert [h.rule.id for h in outcome.hits] == ["linked_to_risk"]
+    with UnitOfWork(runtime, read_only=True) as uow:
+        values = orjson.loads(
+            uow.conn.execute(
+                select(risk_decision.c["values"]).where(risk_decision.c.event_id == "p2")
+            ).scalar_one()
+        )
+    (path,) = values["links"]
+    assert path[0]["via"].startswith("phone:")
+    assert "13800138000" not in str(values)

@@ -15,7 +15,7 @@ from thawline.adapters.db.schema import account
 from thawline.domain import identity
 from thawline.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from thawline.oplog.entry import Actor, LogRecord, Subject
-from thawline.services import vault
+from thawline.services import links, vault
 from thawline.services.unit_of_work import UnitOfWork
 
 KYC_LEVELS = ("none", "basic", "full")
@@ -109,6 +109,16 @@ def register(uow: UnitOfWork, cmd: RegisterAccount, actor: Actor) -> tuple[Accou
         )
     )
     uow.mark_changed()
+    # Phones and cards link accounts that share them (by keyed hash, never the value).
+    index_keys = vault.derive_keys(uow.runtime.vault_master_key)
+    links.record(
+        uow,
+        (
+            (kind, vault.blind_index(index_keys, kind, v).hex(), cmd.account_id, now)
+            for kind in ("phone", "bank_card")
+            for v in values.get(kind, [])
+        ),
+    )
     uow.record(
         LogRecord(
             action="account.registered",

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -54,10 +55,17 @@ def default_ruleset_text() -> str:
     return resources.files("thawline.resources").joinpath("rules.yaml").read_text(encoding="utf-8")
 
 
-def default_ip_ranges() -> IpRanges:
-    """The proxy/VPN/Tor and bad-reputation CIDR lists shipped with Thawline."""
-    doc = tomllib.loads(resources.files("thawline.resources").joinpath("ip_ranges.toml").read_text("utf-8"))
-    return IpRanges.parse(doc.get("proxy", []), doc.get("bad_reputation", []))
+def default_ip_ranges(path: Path | None = None) -> IpRanges:
+    """The proxy/VPN/Tor and bad-reputation CIDR lists (``THAWLINE_IP_RANGES``, or the shipped ones)."""
+    if path is not None:
+        text = path.read_text("utf-8")
+    else:
+        text = resources.files("thawline.resources").joinpath("ip_ranges.toml").read_text("utf-8")
+    doc = tomllib.loads(text)
+    try:
+        return IpRanges.parse(doc.get("proxy", []), doc.get("bad_reputation", []))
+    except ValueError as exc:
+        raise ValueError(f"IP ranges: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +126,7 @@ class RiskEngine:
 
     def __init__(self, runtime: Runtime, *, ip_ranges: IpRanges | None = None) -> None:
         self.runtime = runtime
-        self.ip_ranges = ip_ranges or default_ip_ranges()
+        self.ip_ranges = ip_ranges or default_ip_ranges(runtime.settings.ip_ranges)
         self.thresholds = Thresholds()
         self._states: OrderedDict[str, AccountState] = OrderedDict()
         self._lock = threading.Lock()
