@@ -133,6 +133,7 @@ class RiskEngine:
         self._ruleset: tuple[int, Ruleset] | None = None
         self._index: lists.ListIndex | None = None
         self._account_matches: dict[str, list[lists.ListMatch]] = {}
+        self._recorded_keys: dict[tuple[str, str, str], datetime] = {}
 
     # -- rulesets ---------------------------------------------------------------------------------
 
@@ -228,6 +229,7 @@ class RiskEngine:
         """Drop in-memory state (after a rolled-back batch); it is rebuilt from stored events."""
         for a in account_ids:
             self._states.pop(a, None)
+        self._recorded_keys.clear()  # what the rolled-back batch "wrote" was never stored
 
     # -- ingestion --------------------------------------------------------------------------------
 
@@ -278,7 +280,9 @@ class RiskEngine:
         fresh.sort(key=lambda e: e.occurred_at)
         self._prime(uow, fresh, known)
         links.record(
-            uow, ((k, v, e.account_id, e.occurred_at) for e in fresh for k, v in links.event_keys(e))
+            uow,
+            ((k, v, e.account_id, e.occurred_at) for e in fresh for k, v in links.event_keys(e)),
+            self._recorded_keys,
         )
         paying = {e.account_id for e in fresh if e.type == "transaction" and e.direction == "debit"}
         risky = links.risky_links(uow, paying, now)

@@ -26,6 +26,7 @@ from thawline.services.unit_of_work import UnitOfWork
 # carrier-grade NAT address). Mule rings share a device, an IP or a cash-out account among a handful.
 MAX_SHARED = {"device": 10, "ip": 10, "card": 5, "counterparty": 5, "phone": 5, "bank_card": 5}
 IP_WINDOW = timedelta(hours=24)
+SKIP_WITHIN = timedelta(hours=1)
 KINDS = ("device", "ip", "card", "counterparty", "phone", "bank_card")
 
 
@@ -61,13 +62,26 @@ def event_keys(e: Any) -> list[tuple[str, str]]:
     return keys
 
 
-def record(uow: UnitOfWork, rows: Iterable[tuple[str, str, str, datetime]]) -> None:
-    """Remember (kind, key, account, seen at) — first and last sighting per account and key."""
+def record(
+    uow: UnitOfWork,
+    rows: Iterable[tuple[str, str, str, datetime]],
+    recent: dict[tuple[str, str, str], datetime] | None = None,
+) -> None:
+    """Remember (kind, key, account, seen at) — first and last sighting per account and key.
+
+    ``recent`` (the caller's memory of what it wrote) skips keys whose last sighting was stored less
+    than an hour before: the IP window does not need finer time, and most keys repeat all day.
+    """
     latest: dict[tuple[str, str, str], datetime] = {}
     for kind, key, account_id, at in rows:
         k = (kind, key[:128], account_id)
         if k not in latest or at > latest[k]:
             latest[k] = at
+    if recent is not None:
+        latest = {k: at for k, at in latest.items() if k not in recent or at - recent[k] >= SKIP_WITHIN}
+        if len(recent) > 1_000_000:
+            recent.clear()
+        recent.update(latest)
     if latest:
         upsert_keys(uow.conn, [(k, v, a, at) for (k, v, a), at in latest.items()])
 
@@ -105,36 +119,42 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[start : start + size]
 
 
-def risky_links(uow: UnitOfWork, accounts: set[str], now: datetime) -> dict[str, list[list[Link]]]:
-    """For each account, the paths (one or two links) to frozen accounts within two hops."""
-    first = _neighbours(uow, accounts, now)
-    hop1: dict[str, list[Link]] = {}
-    for link in first:
-        hop1.setdefault(link.a, []).append(link)
-    second = _neighbours(uow, {link.b for link in first} - accounts, now)
-    via: dict[str, list[Link]] = {}
-    for link in second:
-        via.setdefault(link.a, []).append(link)
-    reachable = {link.b for link in first} | {link.b for link in second}
-    if not reachable:
+def risky_links(uow: UnitOfWork, accounts: set[str], now: datetime) -> dict[str, list[list[Link]]]:  # noqa: PLR0912
+    """For each of ``accounts``, the paths (one or two links) to frozen accounts within two hops.
+
+    The search starts from the frozen accounts (few) rather than from the accounts asking (many).
+    """
+    if not accounts:
         return {}
     frozen = set(
         uow.conn.execute(
-            select(freeze_table.c.account_id).where(
-                freeze_table.c.account_id.in_(sorted(reachable)),
-                freeze_table.c.status == FreezeStatus.ACTIVE.value,
-            )
+            select(freeze_table.c.account_id)
+            .where(freeze_table.c.status == FreezeStatus.ACTIVE.value)
+            .distinct()
         ).scalars()
     )
-    out: dict[str, list[list[Link]]] = {}
-    for start, links in hop1.items():
-        paths: dict[str, list[Link]] = {}
-        for link in links:
-            if link.b in frozen and link.b != start:
-                paths.setdefault(link.b, [link])
-            for onward in via.get(link.b, []):
-                if onward.b in frozen and onward.b != start and onward.b not in paths:
-                    paths[onward.b] = [link, onward]
-        if paths:
-            out[start] = list(paths.values())
-    return out
+    if not frozen:
+        return {}
+    first = _neighbours(uow, frozen, now)  # frozen F — Y
+    toward: dict[str, list[Link]] = {}  # Y -> links Y→F
+    for link in first:
+        if link.b not in frozen:
+            toward.setdefault(link.b, []).append(Link(link.b, link.a, link.kind, link.key))
+    second = _neighbours(uow, set(toward), now)  # Y — X
+    out: dict[str, dict[str, list[Link]]] = {}
+    for y, back in toward.items():
+        if y in accounts:
+            for step in back:
+                out.setdefault(y, {}).setdefault(step.b, [step])
+    for link in second:
+        x, y = link.b, link.a
+        if x not in accounts or x in frozen:
+            continue
+        for step in toward.get(y, []):
+            if step.b != x:
+                out.setdefault(x, {}).setdefault(step.b, [Link(x, y, link.kind, link.key), step])
+    for a in accounts & frozen:  # a frozen account paying: its frozen neighbours, one hop
+        for link in first:
+            if link.a == a and link.b in frozen:
+                out.setdefault(a, {}).setdefault(link.b, [link])
+    return {a: list(paths.values()) for a, paths in out.items()}
