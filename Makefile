@@ -15,7 +15,8 @@ $(BIN)/thawline: pyproject.toml
 
 install: $(BIN)/thawline ## Create .venv and install Thawline with its development tools
 
-run: install ## Install, then serve on the embedded default (./thawline.db)
+run: install ## Install, load demo data into an empty ./thawline.db, then serve
+	$(BIN)/thawline demo
 	$(BIN)/thawline serve --host $(HOST) --port $(PORT)
 
 serve: run

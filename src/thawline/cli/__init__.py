@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from thawline.cli import accounts, admin, logcmd, rescreen, review, simulate, verification, worker
+from thawline.cli import accounts, admin, demo, logcmd, rescreen, review, simulate, verification, worker
 from thawline.cli import lists as list_cli
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.add_typer(verification.verification_app, name="verification")
 app.add_typer(verification.dev_app, name="dev")
 app.command("simulate")(simulate.simulate)
 app.command("rescreen")(rescreen.rescreen)
+app.command("demo")(demo.demo)
 app.add_typer(list_cli.lists_app, name="lists")
 
 

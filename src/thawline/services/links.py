@@ -1,5 +1,5 @@
 """Linked accounts: a graph of accounts that share a device, an IP (within a day), a card, a phone or a
-personal counterparty, and who within two hops is frozen.
+cash-out counterparty, and who within two hops is frozen.
 
 Edges are not stored; keys are. ``account_key`` holds, per account, every device id, IP address,
 card reference, counterparty and the vault's blind index of its phone and bank cards. Two accounts
@@ -27,6 +27,7 @@ from thawline.services.unit_of_work import UnitOfWork
 MAX_SHARED = {"device": 10, "ip": 10, "card": 5, "counterparty": 5, "phone": 5, "bank_card": 5}
 IP_WINDOW = timedelta(hours=24)
 SKIP_WITHIN = timedelta(hours=1)
+CASH_OUT_AMOUNT = 1000  # a counterparty links accounts only through payments of at least this much
 KINDS = ("device", "ip", "card", "counterparty", "phone", "bank_card")
 
 
@@ -57,7 +58,8 @@ def event_keys(e: Any) -> list[tuple[str, str]]:
     if e.type == "transaction":
         if e.card_ref:
             keys.append(("card", e.card_ref))
-        if e.counterparty:
+        # Everyday purchases share merchants with half the city; a ring shares where the money goes.
+        if e.counterparty and e.direction == "debit" and e.amount >= CASH_OUT_AMOUNT:
             keys.append(("counterparty", e.counterparty))
     return keys
 
