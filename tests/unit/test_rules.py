@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from thawline.domain.events import Login, ProfileChange, Transaction
-from thawline.domain.expr import ExpressionError, compile_expression
+from thawline.domain.expr import ExpressionError, compile_all, compile_expression
 from thawline.domain.features import FEATURES, AccountState, IpRanges, Thresholds
 from thawline.domain.rules import Action, Ruleset, RulesetError
 from thawline.services.engine import default_ip_ranges, default_ruleset_text
@@ -155,3 +155,34 @@ def test_rules_fire_on_their_features() -> None:
     assert [h.rule.id for h in hits] == ["card_testing"]
     assert hits[0].rule.action is Action.FREEZE
     assert hits[0].values == {"event_type": "transaction", "small_txn_count_10m": 9}
+
+
+@given(
+    amount=st.floats(0, 100_000, allow_nan=False),
+    median_=st.floats(0, 5000, allow_nan=False),
+    mad=st.floats(0, 1000, allow_nan=False),
+    count=st.integers(0, 50),
+    kind=st.sampled_from(["transaction", "login", "profile_change"]),
+    direction=st.sampled_from(["debit", "credit"]),
+)
+def test_the_compiled_ruleset_fires_exactly_the_rules_the_closures_fire(
+    amount: float, median_: float, mad: float, count: int, kind: str, direction: str
+) -> None:
+    rs = Ruleset.from_yaml(default_ruleset_text())
+    features: dict[str, Any] = dict.fromkeys(FEATURES, 0)
+    features.update(
+        event_type=kind, direction=direction, amount=amount, amount_median=median_, amount_mad=mad,
+        amount_max=median_ * 2, txn_count_10m=count, small_txn_count_10m=count, history_txns=count,
+        near_threshold_7d=count % 5, credit_sum_1h=amount * 1.1, new_counterparty=count % 2 == 0,
+        sensitive_changes_24h=count % 3, success=True, blacklisted=count == 7,
+    )  # fmt: skip
+    fast = [h.rule.id for h in rs.evaluate(features)]
+    slow = [r.id for r in rs.rules if r.condition(features)]
+    assert fast == slow
+
+
+def test_text_outside_the_language_never_reaches_the_generated_function() -> None:
+    with pytest.raises(ExpressionError):
+        compile_all(["amount > 1", "__import__('os').system('id')"], {"amount"})
+    with pytest.raises(ExpressionError):
+        compile_all(["amount > 1) or (1"], {"amount"})

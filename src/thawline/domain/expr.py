@@ -159,3 +159,78 @@ def required_value(source: str, name: str) -> str | None:
     ):
         return first.comparators[0].value
     return None
+
+
+# -- compiling a whole ruleset into one function --------------------------------------------------
+#
+# The closures above cost a Python call per node. For the hot path, the validated tree of each
+# condition is also rendered as Python source built only from the whitelisted constructs (feature
+# reads become ``f["name"]``, constants their ``repr``) and compiled into a single function that
+# tests every condition in turn. Only trees that passed ``_compile`` get here, so nothing but the
+# language above can appear in the generated code; its namespace holds min, max, abs and _div.
+
+_OPS = {
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+}
+_BIN = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Mod: "%"}
+
+
+def _source(node: ast.expr) -> str:  # noqa: PLR0911 — one branch per construct
+    if isinstance(node, ast.Constant):
+        return repr(node.value)
+    if isinstance(node, ast.Name):
+        if node.id in ("true", "false"):
+            return "True" if node.id == "true" else "False"
+        return f"f[{node.id!r}]"
+    if isinstance(node, ast.BoolOp):
+        joiner = " and " if isinstance(node.op, ast.And) else " or "
+        return "(" + joiner.join(_source(v) for v in node.values) + ")"
+    if isinstance(node, ast.UnaryOp):
+        return (
+            f"(not {_source(node.operand)})"
+            if isinstance(node.op, ast.Not)
+            else f"(-{_source(node.operand)})"
+        )
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, ast.Div):
+            return f"_div({_source(node.left)}, {_source(node.right)})"
+        return f"({_source(node.left)} {_BIN[type(node.op)]} {_source(node.right)})"
+    if isinstance(node, ast.Compare):
+        parts = [_source(node.left)]
+        for op, right in zip(node.ops, node.comparators, strict=True):
+            parts += [_OPS[type(op)], _source(right)]
+        return "(" + " ".join(parts) + ")"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return f"{node.func.id}(" + ", ".join(_source(a) for a in node.args) + ")"
+    if isinstance(node, ast.List | ast.Tuple):
+        return "frozenset((" + "".join(_source(e) + ", " for e in node.elts) + "))"
+    raise ExpressionError(f"'{ast.unparse(node)}' is not allowed in a rule condition")
+
+
+def compile_all(sources: list[str], known: Collection[str]) -> Callable[[Features], list[int]]:
+    """One function returning the indexes of the conditions that hold (each first checked by
+    :func:`compile_expression`)."""
+    lines = ["def _all(f):", "    hits = []"]
+    for i, text in enumerate(sources):
+        compile_expression(text, known)  # validates: only the language reaches the generator
+        lines.append(f"    if {_source(_parse(text).body)}:")
+        lines.append(f"        hits.append({i})")
+    lines.append("    return hits")
+    namespace: dict[str, Any] = {
+        "__builtins__": {},
+        "min": min,
+        "max": max,
+        "abs": abs,
+        "frozenset": frozenset,
+    }
+    namespace["_div"] = _ARITH[ast.Div]
+    exec(compile("\n".join(lines), "<ruleset>", "exec"), namespace)  # noqa: S102 — generated from the validated tree
+    fn: Callable[[Features], list[int]] = namespace["_all"]
+    return fn

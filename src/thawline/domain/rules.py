@@ -13,14 +13,21 @@ review and an alert is raised).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
 import yaml
 
-from thawline.domain.expr import Compiled, ExpressionError, compile_expression, names, required_value
+from thawline.domain.expr import (
+    Compiled,
+    ExpressionError,
+    compile_all,
+    compile_expression,
+    names,
+    required_value,
+)
 from thawline.domain.features import FEATURES
 from thawline.domain.freezes import FreezeScope, ReasonCategory
 
@@ -103,6 +110,9 @@ class Ruleset:
     source: str
     by_type: dict[str, tuple[Rule, ...]] = field(default_factory=dict, compare=False, repr=False)
     static_by_type: dict[str, tuple[Rule, ...]] = field(default_factory=dict, compare=False, repr=False)
+    fast: dict[str, Callable[[Mapping[str, Any]], list[int]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_yaml(cls, text: str) -> Ruleset:
@@ -120,16 +130,24 @@ class Ruleset:
                 raise RulesetError(f"rule '{rule.id}' is defined twice")
             seen.add(rule.id)
             rules.append(rule)
+        by_type = _by_type(rules, static=False)
+        fast = {t: compile_all([r.when for r in group], FEATURES) for t, group in by_type.items()}
         return cls(
             tuple(rules),
             hashlib.sha256(text.encode()).hexdigest(),
             text,
-            _by_type(rules, static=False),
+            by_type,
             _by_type(rules, static=True),
+            fast,
         )
 
     def evaluate(self, features: Mapping[str, Any], *, static: bool = False) -> list[Hit]:
         """Every rule that fires on ``features`` (``static``: use the fixed-threshold conditions)."""
+        if not static and self.fast:
+            kind = features["event_type"]
+            group = self.by_type.get(kind) or self.by_type[""]
+            fired = (self.fast.get(kind) or self.fast[""])(features)
+            return [Hit(rule, {n: features[n] for n in rule.reads}) for rule in (group[i] for i in fired)]
         table = self.static_by_type if static else self.by_type
         candidates = table.get(features["event_type"], table.get("", self.rules))
         hits = []
