@@ -108,12 +108,20 @@ class IpRanges:
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """Fixed parameters of the feature definitions."""
+    """Fixed parameters of the feature definitions (floats precomputed for the hot path)."""
 
     small_amount: Decimal = Decimal(10)
     reporting_threshold: Decimal = Decimal(50_000)
     near_fraction: Decimal = Decimal("0.9")
     ewma_alpha: float = 0.2
+    small: float = field(init=False, repr=False)
+    near_low: float = field(init=False, repr=False)
+    reporting: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "small", float(self.small_amount))
+        object.__setattr__(self, "reporting", float(self.reporting_threshold))
+        object.__setattr__(self, "near_low", float(self.reporting_threshold * self.near_fraction))
 
 
 COUNT_KEYS = {w: f"txn_count_{w}" for w in WINDOWS}
@@ -273,8 +281,7 @@ class AccountState:
             seen = self.counterparties
             f["new_counterparty"] = bool(counterparty) and bool(seen) and counterparty not in seen
             item = (ts, amount, counterparty, event.direction == "credit")
-            reporting = float(thresholds.reporting_threshold)
-            if reporting * float(thresholds.near_fraction) <= amount < reporting:
+            if thresholds.near_low <= amount < thresholds.reporting:
                 self.near_threshold.append(ts)
             self.recent_amounts.append(amount)
             self.history_txns += 1
@@ -307,7 +314,7 @@ class AccountState:
                 self.devices.add(device)
         if ip and success:
             self.ips.add(ip)
-        return Features(f, self, is_txn, now, float(thresholds.small_amount))
+        return Features(f, self, is_txn, now, thresholds.small)
 
 
 def _median(f: Features) -> float:
