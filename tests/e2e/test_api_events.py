@@ -92,5 +92,8 @@ def test_a_new_ruleset_version_and_a_suppression(client_with: ClientFactory, run
     )
     assert suppressed.status_code == 201
     body = c.post("/v1/events", json={"events": _burst(runtime, 9, "s")}).json()
-    assert {a["outcome"] for a in body["accepted"]} == {"allow", "freeze"}  # the rule fired …
-    assert all(a["freeze_id"] is None for a in body["accepted"])  # … but did not act
+    assert {a["outcome"] for a in body["accepted"]} == {"allow"}  # nothing was done …
+    assert all(a["freeze_id"] is None for a in body["accepted"])
+    fired = [a for a in body["accepted"] if a["rules"]]
+    why = c.get(f"/v1/events/{fired[0]['id']}/diagnosis").json()  # … though the rule fired
+    assert (why["outcome"], why["reasons"][0]["applied"]) == ("allow", "suppressed")

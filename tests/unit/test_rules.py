@@ -186,3 +186,40 @@ def test_text_outside_the_language_never_reaches_the_generated_function() -> Non
         compile_all(["amount > 1", "__import__('os').system('id')"], {"amount"})
     with pytest.raises(ExpressionError):
         compile_all(["amount > 1) or (1"], {"amount"})
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("amount > 1e999", "too large"),
+        ("-" * 300 + "amount > 1", "nests deeper"),
+        ("'x' * 4000000000 == amount", "text cannot be used in arithmetic"),
+    ],
+)
+def test_conditions_that_would_break_evaluation_are_refused_at_load(source: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message):
+        compile_expression(source, {"amount"})
+    with pytest.raises(RulesetError):
+        Ruleset.from_yaml(f"rules: [{{id: x, category: manual, {TEXTS}, when: {source!r}, action: review}}]")
+
+
+def test_a_condition_that_fails_at_runtime_does_not_stop_the_other_rules() -> None:
+    text = (
+        f"rules: [{{id: bad, category: manual, {TEXTS}, when: 'amount % amount_mad > 1', action: review}},"
+        f" {{id: good, category: manual, {TEXTS}, when: 'amount > 1', action: review}}]"
+    )
+    rs = Ruleset.from_yaml(text)
+    features = dict.fromkeys(FEATURES, 0) | {"event_type": "transaction", "amount": 5, "amount_mad": 0}
+    assert [h.rule.id for h in rs.evaluate(features)] == ["good"]
+
+
+def test_a_late_event_lands_in_the_windows_by_its_time_and_does_not_start_a_day() -> None:
+    st_ = AccountState("a")
+    ranges, th = IpRanges(), Thresholds()
+    for i in range(10):
+        st_.observe(_txn(i, T0 + timedelta(days=1, minutes=i), "100"), ranges, th)
+    late = st_.observe(_txn(99, T0, "100"), ranges, th)  # a day late
+    assert (late["txn_count_1m"], late["txn_count_10m"], late["txn_count_7d"]) == (1, 10, 11)
+    assert late["today_txn_count"] == 10
+    after = st_.observe(_txn(100, T0 + timedelta(days=1, minutes=10), "100"), ranges, th)
+    assert (after["txn_count_10m"], after["today_txn_count"]) == (10, 11)

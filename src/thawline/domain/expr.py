@@ -15,6 +15,7 @@ microseconds, too slow for 100,000 events a second, while these closures take we
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -52,9 +53,27 @@ def names(source: str) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in _FUNCTIONS}
 
 
+MAX_DEPTH = 40
+
+
+def _check_shape(node: ast.AST, depth: int = 0) -> None:
+    """Bound the nesting, keep numbers finite, and keep strings out of arithmetic."""
+    if depth > MAX_DEPTH:
+        raise ExpressionError(f"the expression nests deeper than {MAX_DEPTH} levels")
+    if isinstance(node, ast.Constant) and isinstance(node.value, float) and not math.isfinite(node.value):
+        raise ExpressionError(f"the number {ast.unparse(node)} is too large")
+    if isinstance(node, ast.BinOp) and any(
+        isinstance(side, ast.Constant) and isinstance(side.value, str) for side in (node.left, node.right)
+    ):
+        raise ExpressionError("text cannot be used in arithmetic")
+    for child in ast.iter_child_nodes(node):
+        _check_shape(child, depth + 1)
+
+
 def compile_expression(source: str, known: Collection[str]) -> Compiled:
     """Compile ``source`` into a function of the features; raises :class:`ExpressionError`."""
     tree = _parse(source)
+    _check_shape(tree.body)
     unknown = sorted(names(source) - set(known) - {"true", "false"})
     if unknown:
         raise ExpressionError(f"unknown feature(s): {', '.join(unknown)}")
@@ -68,6 +87,8 @@ def _parse(source: str) -> ast.Expression:
         return ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error at column {exc.offset}: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError("the expression is nested too deeply") from None
 
 
 def _compile(node: ast.expr) -> Compiled:  # noqa: PLR0911, PLR0912 — one branch per construct
@@ -231,6 +252,10 @@ def compile_all(sources: list[str], known: Collection[str]) -> Callable[[Feature
         "frozenset": frozenset,
     }
     namespace["_div"] = _ARITH[ast.Div]
-    exec(compile("\n".join(lines), "<ruleset>", "exec"), namespace)  # noqa: S102 — generated from the validated tree
+    try:
+        code = compile("\n".join(lines), "<ruleset>", "exec")
+    except (SyntaxError, RecursionError, MemoryError) as exc:
+        raise ExpressionError(f"the ruleset could not be compiled: {exc}") from None
+    exec(code, namespace)  # noqa: S102 — generated from the validated trees only
     fn: Callable[[Features], list[int]] = namespace["_all"]
     return fn

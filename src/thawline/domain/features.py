@@ -6,8 +6,8 @@ daily count, an hour-of-day histogram of the holder's activity, and the devices,
 counterparties seen before. ``observe`` folds one event in and returns the feature values the
 rules read for that event. State is rebuilt from stored events after a restart, oldest first.
 
-Late events (an ``occurred_at`` before the newest one seen) are folded in where they arrive: they
-count in the windows that still cover their time and are evicted with them.
+Late events (an ``occurred_at`` before the newest one seen) are inserted into the windows in time
+order — they count in the windows that still cover their time — and never start a new day.
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ class AccountState:
             self.kyc_level = event.level
             f["kyc_rank"] = KYC_RANK[event.level]
         day = int(ts // 86400)
-        if day != self.day:
+        if day > self.day:  # only forward: a late event from an earlier day does not start a new one
             if self.day >= 0:
                 a = thresholds.ewma_alpha
                 self.daily_ewma = (
@@ -285,7 +285,8 @@ class AccountState:
                 self.near_threshold.append(ts)
             self.recent_amounts.append(amount)
             self.history_txns += 1
-            self.today_count += 1
+            if day == self.day:
+                self.today_count += 1
             if counterparty:
                 seen.add(counterparty)
         else:
@@ -294,7 +295,13 @@ class AccountState:
             q = windows[w]
             running = sums[w]
             if item is not None:
-                q.append(item)
+                if q and ts < q[-1][0]:  # a late event: insert it in time order, the oldest stays left
+                    i = len(q)
+                    while i and q[i - 1][0] > ts:
+                        i -= 1
+                    q.insert(i, item)
+                else:
+                    q.append(item)
                 running += amount
             edge = now - span
             while q and q[0][0] <= edge:

@@ -131,7 +131,10 @@ class Ruleset:
             seen.add(rule.id)
             rules.append(rule)
         by_type = _by_type(rules, static=False)
-        fast = {t: compile_all([r.when for r in group], FEATURES) for t, group in by_type.items()}
+        try:
+            fast = {t: compile_all([r.when for r in group], FEATURES) for t, group in by_type.items()}
+        except ExpressionError as exc:
+            raise RulesetError(str(exc)) from None
         return cls(
             tuple(rules),
             hashlib.sha256(text.encode()).hexdigest(),
@@ -146,14 +149,25 @@ class Ruleset:
         if not static and self.fast:
             kind = features["event_type"]
             group = self.by_type.get(kind) or self.by_type[""]
-            fired = (self.fast.get(kind) or self.fast[""])(features)
+            try:
+                fired = (self.fast.get(kind) or self.fast[""])(features)
+            except Exception:
+                return self._one_by_one(features, static=False)
             return [Hit(rule, {n: features[n] for n in rule.reads}) for rule in (group[i] for i in fired)]
+        return self._one_by_one(features, static=static)
+
+    def _one_by_one(self, features: Mapping[str, Any], *, static: bool) -> list[Hit]:
+        """Each rule on its own; a rule whose condition raises (e.g. ``x % 0``) does not fire."""
         table = self.static_by_type if static else self.by_type
         candidates = table.get(features["event_type"], table.get("", self.rules))
         hits = []
         for rule in candidates:
             cond = rule.static_condition if static and rule.static_condition is not None else rule.condition
-            if cond(features):
+            try:
+                fired = cond(features)
+            except Exception:  # noqa: S112 — a condition that cannot be evaluated does not fire
+                continue
+            if fired:
                 hits.append(Hit(rule, {n: features[n] for n in rule.reads}))
         return hits
 
@@ -232,7 +246,10 @@ def _rule(raw: Any, index: int) -> Rule:  # noqa: PLR0912 — field-by-field che
     if breaker is not None:
         if not isinstance(breaker, dict) or set(breaker) != {"max", "per_minutes"}:
             raise RulesetError(f"{where}: breaker needs 'max' and 'per_minutes'")
-        breaker = Breaker(int(breaker["max"]), int(breaker["per_minutes"]))
+        try:
+            breaker = Breaker(int(breaker["max"]), int(breaker["per_minutes"]))
+        except (TypeError, ValueError):
+            raise RulesetError(f"{where}: breaker 'max' and 'per_minutes' must be whole numbers") from None
     severity = str(raw.get("severity", "medium"))
     if severity not in ("low", "medium", "high"):
         raise RulesetError(f"{where}: severity must be low, medium or high")
@@ -246,10 +263,16 @@ def _rule(raw: Any, index: int) -> Rule:  # noqa: PLR0912 — field-by-field che
         action=action,
         scope=scope,
         severity=severity,
-        materials=tuple(raw.get("materials", [])),
+        materials=_materials(raw.get("materials", []), where),
         shadow=bool(raw.get("shadow", False)),
         breaker=breaker,
         reads=tuple(sorted(names(str(raw["when"])))),
         condition=condition,
         static_condition=static,
     )
+
+
+def _materials(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise RulesetError(f"{where}: materials must be a list of material kinds")
+    return tuple(value)

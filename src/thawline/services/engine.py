@@ -30,10 +30,11 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from thawline.adapters.db.schema import account, event, risk_decision, rule_suppression, ruleset
 from thawline.adapters.db.schema import freeze as freeze_table
-from thawline.domain.errors import InvalidInputError
+from thawline.domain.errors import ConflictError, InvalidInputError
 from thawline.domain.events import Event
 from thawline.domain.features import AccountState, IpRanges, Thresholds
 from thawline.domain.freezes import FreezeStatus, Restriction, SourceKind
@@ -253,9 +254,13 @@ class RiskEngine:
         version, rules = self.active_ruleset(uow)
         result.ruleset_version = version
         ids = [e.id for e in events]
-        existing: set[str] = set()
+        index_key = vault.derive_keys(uow.runtime.vault_master_key).index_key
+        existing: dict[str, str] = {}
         for chunk in _chunks(sorted(set(ids)), 500):
-            existing.update(uow.conn.execute(select(event.c.id).where(event.c.id.in_(chunk))).scalars())
+            existing.update(
+                (r.id, r.payload)
+                for r in uow.conn.execute(select(event.c.id, event.c.payload).where(event.c.id.in_(chunk)))
+            )
         account_ids = sorted({e.account_id for e in events})
         known: dict[str, Any] = {}
         for chunk in _chunks(account_ids, 500):
@@ -264,19 +269,25 @@ class RiskEngine:
             ):
                 known[row.id] = row
         fresh = []
-        seen_in_batch: set[str] = set()
+        seen_in_batch: dict[str, str] = {}
         for i, e in enumerate(events):
-            if e.id in existing or e.id in seen_in_batch:
-                result.duplicates.append(e.id)
+            stored = existing.get(e.id) or seen_in_batch.get(e.id)
+            if stored is not None:
+                # A replay is harmless; the same id for a different event is refused, never swallowed.
+                if stored == _stored_payload(e, index_key).decode():
+                    result.duplicates.append(e.id)
+                else:
+                    result.rejected.append(
+                        (i, e.id, "id", "this event id was already used for a different event")
+                    )
             elif e.account_id not in known:
                 result.rejected.append((i, e.id, "account_id", f"account {e.account_id} is not registered"))
             else:
-                seen_in_batch.add(e.id)
+                seen_in_batch[e.id] = _stored_payload(e, index_key).decode()
                 fresh.append(e)
         if not fresh:
             return result
         now = uow.runtime.clock.now()
-        index_key = vault.derive_keys(uow.runtime.vault_master_key).index_key
         fresh.sort(key=lambda e: e.occurred_at)
         self._prime(uow, fresh, known)
         links.record(
@@ -294,6 +305,7 @@ class RiskEngine:
             touched.add(e.account_id)
             acct = known[e.account_id]
             st = self._state(uow, e.account_id, acct.kyc_level, e.occurred_at)
+            st.kyc_level = acct.kyc_level  # KYC changes made through the accounts API
             features = st.observe(e, self.ip_ranges, self.thresholds)
             paths = risky.get(e.account_id, [])
             features["linked_risk_accounts"] = len(paths)
@@ -302,10 +314,7 @@ class RiskEngine:
             if blocked:
                 list_hits[e.id] = blocked
             hits = rules.evaluate(features)
-            live = [h for h in hits if not h.rule.shadow]
-            strongest = max((h.rule.action for h in live), default=Action.ALLOW)
-            outcome = Outcome(e.id, e.account_id, strongest.name.lower(), tuple(hits))
-            result.accepted.append(outcome)
+            result.accepted.append(Outcome(e.id, e.account_id, "allow", tuple(hits)))
             rows.append(
                 {
                     "id": e.id,
@@ -313,8 +322,8 @@ class RiskEngine:
                     "type": e.type,
                     "occurred_at": e.occurred_at,
                     "received_at": now,
-                    "payload": _stored_payload(e, index_key).decode(),
-                    "outcome": outcome.outcome,
+                    "payload": seen_in_batch[e.id],
+                    "outcome": "allow",
                 }
             )
             for h in hits:
@@ -335,16 +344,39 @@ class RiskEngine:
                 )
                 if not h.rule.shadow and h.rule.action >= Action.RESTRICT:
                     acting.append((e, h))
-        for chunk in _chunks(rows, 2000):
-            uow.conn.execute(insert(event), chunk)
-        uow.mark_changed()
         applied = self._act(uow, acting, version, known, list_hits)
         for d in decisions:
             key = (d["event_id"], d["rule_id"])
             if key in applied:
                 d["applied"], d["freeze_id"] = applied[key]
-        for chunk in _chunks(decisions, 2000):
-            uow.conn.execute(insert(risk_decision), chunk)
+        # The outcome is what was done, after suppressions, breakers and existing freezes.
+        effective: dict[str, Action] = {}
+        for d in decisions:
+            applied_as = d["action"] if d["applied"] == "already_frozen" else d["applied"]
+            done = _EFFECT.get(applied_as, Action.ALLOW)
+            if done > effective.get(d["event_id"], Action.ALLOW):
+                effective[d["event_id"]] = done
+        for r in rows:
+            r["outcome"] = effective.get(r["id"], Action.ALLOW).name.lower()
+        try:
+            for chunk in _chunks(rows, 2000):
+                uow.conn.execute(insert(event), chunk)
+            for chunk in _chunks(decisions, 2000):
+                uow.conn.execute(insert(risk_decision), chunk)
+        except IntegrityError:
+            # Another request stored one of these ids meanwhile (PostgreSQL): retry, and it is a duplicate.
+            raise ConflictError("some of these events were stored by a concurrent request; retry") from None
+        uow.mark_changed()
+        result.accepted = [
+            Outcome(
+                o.event_id,
+                o.account_id,
+                effective.get(o.event_id, Action.ALLOW).name.lower(),
+                o.hits,
+                _freeze_of(applied, o),
+            )
+            for o in result.accepted
+        ]
         outcomes: dict[str, int] = {}
         for o in result.accepted:
             outcomes[o.outcome] = outcomes.get(o.outcome, 0) + 1
@@ -364,10 +396,6 @@ class RiskEngine:
                 },
             )
         )
-        result.accepted = [
-            Outcome(o.event_id, o.account_id, o.outcome, o.hits, _freeze_of(applied, o))
-            for o in result.accepted
-        ]
         return result
 
     def _act(
@@ -470,6 +498,16 @@ class RiskEngine:
                 )
             )
         return applied
+
+
+# What each applied decision amounts to, for the event's outcome.
+_EFFECT = {
+    "freeze": Action.FREEZE,
+    "restrict": Action.RESTRICT,
+    "review": Action.REVIEW,
+    "review_breaker": Action.REVIEW,
+    "allow": Action.ALLOW,
+}
 
 
 def _with_links(h: Hit, paths: list[list[links.Link]]) -> dict[str, Any]:
