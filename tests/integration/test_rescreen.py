@@ -8,10 +8,12 @@ from decimal import Decimal
 from sqlalchemy import update
 
 from tests import lifecycle as lc
-from thawline.adapters.db.schema import rescreen_job
+from thawline.adapters.db.schema import rescreen_job, rule_suppression
 from thawline.domain.events import Transaction
+from thawline.domain.freezes import FreezeStatus
 from thawline.oplog.entry import Actor, ActorKind, decode_entry
 from thawline.services import engine, freezes, lists, rescreen
+from thawline.services import freezes as freeze_service
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -74,3 +76,35 @@ def test_a_job_resumes_from_its_cursor(runtime: Runtime) -> None:
         uow.conn.execute(update(rescreen_job).values(cursor="acc_1", processed=2))  # as if stopped after 2
         uow.commit()
     assert rescreen.run(runtime, job.id).processed == 3
+
+
+def test_rescreen_does_not_refreeze_what_was_released_or_suppressed(runtime: Runtime) -> None:
+    lc.register(runtime, "acc_1", kyc="full")
+    lc.register(runtime, "acc_2", kyc="full", phone="13800138002")
+    stricter = engine.default_ruleset_text().replace("near_threshold_7d >= 3", "near_threshold_7d >= 2")
+    with UnitOfWork(runtime) as uow:
+        engine.load_ruleset(uow, stricter, GATEWAY)
+        uow.commit()
+    gateway = engine.RiskEngine(runtime)
+    gateway.ingest(_structuring(runtime, "acc_1") + _structuring(runtime, "acc_2"), GATEWAY)
+    with UnitOfWork(runtime) as uow:
+        (made,) = freeze_service.list_freezes(uow, "acc_1", active_only=True)
+        freeze_service.end(uow, made, FreezeStatus.RELEASED, lc.ALICE, "appeal approved")
+        (other,) = freeze_service.list_freezes(uow, "acc_2", active_only=True)
+        freeze_service.end(uow, other, FreezeStatus.RELEASED, lc.ALICE, "known payroll pattern")
+        uow.conn.execute(
+            rule_suppression.insert().values(
+                account_id="acc_2", rule_id="structuring", until=runtime.clock.now() + timedelta(days=30),
+                reason="payroll", created_by="t", created_at=runtime.clock.now(),
+            )
+        )  # fmt: skip
+        uow.commit()
+    job = rescreen.start(runtime, "after appeals", GATEWAY)
+    done = rescreen.run(runtime, job.id)
+    with UnitOfWork(runtime, read_only=True) as uow:
+        made = [
+            (f.account_id, f.source_ref)
+            for a in ("acc_1", "acc_2")
+            for f in freeze_service.list_freezes(uow, a, active_only=True)
+        ]
+    assert (done.flagged, made) == (0, [])

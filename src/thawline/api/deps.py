@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from thawline.api.problems import AuthError
 from thawline.domain.apikeys import Scope
@@ -48,7 +49,9 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[ApiKeyInfo]]:
         if not presented:
             raise AuthError("send an API key as 'Authorization: Bearer tlk_…' or 'X-API-Key'")
         keys: KeyCache = request.app.state.keys
-        key = keys.authenticate(presented)  # a cache hit costs no I/O; a miss is one indexed lookup
+        key = keys.cached(presented)  # a hit costs no I/O
+        if key is None:  # a miss is a database lookup: off the event loop
+            key = await run_in_threadpool(keys.authenticate, presented)
         if key is None:
             raise AuthError("the API key is unknown, malformed or revoked")
         if not key.allows(scope):

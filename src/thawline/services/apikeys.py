@@ -141,21 +141,32 @@ class KeyCache:
         self._entries: dict[str, tuple[float, bytes, ApiKeyInfo]] = {}
         self._lock = threading.Lock()
 
-    def authenticate(self, presented: str) -> ApiKeyInfo | None:
-        """Like :func:`authenticate`, answered from the cache while fresh."""
+    def cached(self, presented: str) -> ApiKeyInfo | None:
+        """The key if it is in the cache, fresh and the secret matches; else None (ask the database)."""
         parts = split_presented_key(presented)
         if parts is None:
             return None
         key_id, secret = parts
-        digest = _hash(secret)
         hit = self._entries.get(key_id)
         if (
             hit is not None
             and hit[0] > time.monotonic()
             and key_id not in _REVOKED
-            and hmac.compare_digest(hit[1], digest)
+            and hmac.compare_digest(hit[1], _hash(secret))
         ):
             return hit[2]
+        return None
+
+    def authenticate(self, presented: str) -> ApiKeyInfo | None:
+        """Like :func:`authenticate`, answered from the cache while fresh."""
+        hit = self.cached(presented)
+        if hit is not None:
+            return hit
+        parts = split_presented_key(presented)
+        if parts is None:
+            return None
+        key_id, secret = parts
+        digest = _hash(secret)
         with UnitOfWork(self.runtime, read_only=True) as uow:
             info = authenticate(uow, presented)
         if info is not None:

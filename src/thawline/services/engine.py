@@ -130,7 +130,7 @@ class RiskEngine:
         self.ip_ranges = ip_ranges or default_ip_ranges(runtime.settings.ip_ranges)
         self.thresholds = Thresholds()
         self._states: OrderedDict[str, AccountState] = OrderedDict()
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()  # one batch (or ruleset bootstrap) at a time in this process
         self._ruleset: tuple[int, Ruleset] | None = None
         self._index: lists.ListIndex | None = None
         self._account_matches: dict[str, list[lists.ListMatch]] = {}
@@ -236,7 +236,7 @@ class RiskEngine:
 
     def ingest(self, events: Sequence[Any], actor: Actor) -> IngestResult:
         """Store, evaluate and act on a batch of validated events in one transaction."""
-        with self._lock:
+        with self.lock:
             touched: set[str] = set()
             try:
                 with UnitOfWork(self.runtime) as uow:
@@ -546,16 +546,20 @@ def load_ruleset(uow: UnitOfWork, source: str, actor: Actor, *, note: str = "") 
     current = uow.conn.execute(select(func.max(ruleset.c.version))).scalar()
     version = int(current or 0) + 1
     uow.conn.execute(update(ruleset).where(ruleset.c.active.is_(True)).values(active=False))
-    uow.conn.execute(
-        insert(ruleset).values(
-            version=version,
-            sha256=compiled.sha256,
-            source=source,
-            active=True,
-            created_by=f"{actor.kind.value}:{actor.id}",
-            created_at=uow.runtime.clock.now(),
-        )
-    )
+    try:
+        with uow.conn.begin_nested():
+            uow.conn.execute(
+                insert(ruleset).values(
+                    version=version,
+                    sha256=compiled.sha256,
+                    source=source,
+                    active=True,
+                    created_by=f"{actor.kind.value}:{actor.id}",
+                    created_at=uow.runtime.clock.now(),
+                )
+            )
+    except IntegrityError:
+        raise ConflictError("another ruleset version was loaded at the same moment; retry") from None
     uow.mark_changed()
     uow.record(
         LogRecord(

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Row, func, insert, select, update
 
-from thawline.adapters.db.schema import account, event, rescreen_job
+from thawline.adapters.db.schema import account, event, rescreen_job, rule_suppression
 from thawline.adapters.db.schema import freeze as freeze_table
 from thawline.domain.errors import ConflictError, NotFoundError
 from thawline.domain.features import AccountState
@@ -201,11 +201,20 @@ def _screen(uow: UnitOfWork, engine: RiskEngine, account_id: str) -> int:
             if rule.shadow or rule.action < Action.RESTRICT or rule.id in acted:
                 continue
             acted[rule.id] = (rule, event_id, jsonable(hit.values))
+    suppressed = set(
+        uow.conn.execute(
+            select(rule_suppression.c.rule_id).where(
+                rule_suppression.c.account_id == account_id, rule_suppression.c.until > now
+            )
+        ).scalars()
+    )
     for rule_id, (rule, event_id, values) in sorted(acted.items()):
         if (
             rule_id in active
             or f"rescreen:{rule_id}" in active
+            or rule_id in suppressed  # a known false positive stays one
             or (rule.category is ReasonCategory.BLACKLIST and blocked)
+            or _acted_on(uow, account_id, rule_id, event_id)
         ):
             continue
         _freeze(
@@ -213,6 +222,18 @@ def _screen(uow: UnitOfWork, engine: RiskEngine, account_id: str) -> int:
         )
         made += 1
     return made
+
+
+def _acted_on(uow: UnitOfWork, account_id: str, rule_id: str, event_id: str) -> bool:
+    """A freeze from this rule already answered this event (e.g. one since released on appeal)."""
+    row = uow.conn.execute(
+        select(freeze_table.c.id).where(
+            freeze_table.c.account_id == account_id,
+            freeze_table.c.source_ref.in_([rule_id, f"rescreen:{rule_id}"]),
+            freeze_table.c.evidence.contains(f"event:{event_id}"),
+        )
+    ).first()
+    return row is not None
 
 
 def _freeze(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -109,7 +110,8 @@ async def ingest(request: Request, response: Response, key: CanSend) -> IngestOu
     engine: RiskEngine = request.app.state.engine
     actor = Actor(ActorKind.INTEGRATOR, key.id)
     result = await run_in_threadpool(engine.ingest, valid, actor) if valid else IngestResult()
-    positions = [i for i in range(len(items)) if i not in {r.index for r in refused}]
+    refused_at = {r.index for r in refused}
+    positions = [i for i in range(len(items)) if i not in refused_at]
     rejected = refused + [
         ItemError(index=positions[idx], id=ident, field=fld, message=msg)
         for idx, ident, fld, msg in result.rejected
@@ -254,7 +256,7 @@ class RulesetOut(BaseModel):
 def active_rules(request: Request, runtime: RuntimeDep, _key: CanRead) -> RulesetOut:
     """The active ruleset version and its rules."""
     engine: RiskEngine = request.app.state.engine
-    with UnitOfWork(runtime) as uow:
+    with engine.lock, UnitOfWork(runtime) as uow:  # the first call may store the default ruleset
         version, rs = engine.active_ruleset(uow)
         uow.commit()
     return RulesetOut(
@@ -295,7 +297,9 @@ class SuppressionIn(BaseModel):
 
 
 @router.post("/accounts/{account_id}/suppressions", status_code=201)
-def suppress(account_id: str, body: SuppressionIn, runtime: RuntimeDep, key: CanRules) -> dict[str, str]:
+def suppress(
+    account_id: str, body: SuppressionIn, request: Request, runtime: RuntimeDep, key: CanRules
+) -> dict[str, str]:
     """Suppress a rule for an account (e.g. a known false positive) until ``until``."""
     if body.until.tzinfo is None:
         raise InvalidInputError("until needs a time zone", field="until")
@@ -303,7 +307,14 @@ def suppress(account_id: str, body: SuppressionIn, runtime: RuntimeDep, key: Can
         accounts.get(uow, account_id)
         if body.until <= runtime.clock.now():
             raise InvalidInputError("until must be in the future", field="until")
+        engine: RiskEngine = request.app.state.engine
+        _version, rules = engine.active_ruleset(uow)
+        if body.rule_id not in {r.id for r in rules.rules}:
+            raise InvalidInputError(f"no rule '{body.rule_id}' in the active ruleset", field="rule_id")
         table = rule_suppression
+        before = uow.conn.execute(
+            select(table.c.until).where(table.c.account_id == account_id, table.c.rule_id == body.rule_id)
+        ).scalar()
         uow.conn.execute(
             table.delete().where(table.c.account_id == account_id, table.c.rule_id == body.rule_id)
         )
@@ -323,7 +334,9 @@ def suppress(account_id: str, body: SuppressionIn, runtime: RuntimeDep, key: Can
                 action="rule.suppressed",
                 actor=Actor(ActorKind.INTEGRATOR, key.id),
                 subject=Subject(account_id=account_id, ref=f"rule:{body.rule_id}"),
-                details={"until": body.until.isoformat()},
+                state_before={"until": before.isoformat() if before else None},
+                state_after={"until": body.until.isoformat()},
+                details={"reason_sha256": hashlib.sha256(body.reason.encode()).hexdigest()},
             )
         )
         uow.commit()
