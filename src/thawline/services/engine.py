@@ -32,6 +32,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from thawline.adapters.db.bulk import insert_rows
 from thawline.adapters.db.schema import account, event, risk_decision, rule_suppression, ruleset
 from thawline.adapters.db.schema import freeze as freeze_table
 from thawline.domain.errors import ConflictError, InvalidInputError
@@ -359,10 +360,13 @@ class RiskEngine:
         for r in rows:
             r["outcome"] = effective.get(r["id"], Action.ALLOW).name.lower()
         try:
-            for chunk in _chunks(rows, 2000):
-                uow.conn.execute(insert(event), chunk)
-            for chunk in _chunks(decisions, 2000):
-                uow.conn.execute(insert(risk_decision), chunk)
+            insert_rows(uow.conn, event, _EVENT_COLUMNS, [[r[c] for c in _EVENT_COLUMNS] for r in rows])
+            insert_rows(
+                uow.conn,
+                risk_decision,
+                _DECISION_COLUMNS,
+                [[d[c] for c in _DECISION_COLUMNS] for d in decisions],
+            )
         except IntegrityError:
             # Another request stored one of these ids meanwhile (PostgreSQL): retry, and it is a duplicate.
             raise ConflictError("some of these events were stored by a concurrent request; retry") from None
@@ -499,6 +503,21 @@ class RiskEngine:
             )
         return applied
 
+
+_EVENT_COLUMNS = ("id", "account_id", "type", "occurred_at", "received_at", "payload", "outcome")
+_DECISION_COLUMNS = (
+    "id",
+    "event_id",
+    "account_id",
+    "rule_id",
+    "ruleset_version",
+    "category",
+    "action",
+    "applied",
+    "values",
+    "freeze_id",
+    "created_at",
+)
 
 # What each applied decision amounts to, for the event's outcome.
 _EFFECT = {
