@@ -105,7 +105,7 @@ def queue(
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output. / JSON 输出。")] = False,
 ) -> None:
     """Open cases: expedited first, then by first-response deadline. / 待审核队列。"""
-    assignee = None if mine is None else review.ref(reviewer_actor(mine, "--mine"))
+    assignee = None if mine is None else reviewer_actor(mine, "--mine").ref
     with runtime() as rt, UnitOfWork(rt, read_only=True) as uow:
         items = review.queue(uow, assignee=assignee, unassigned=unassigned, limit=limit)
     if json_out:

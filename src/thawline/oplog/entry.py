@@ -45,6 +45,11 @@ class Actor:
         """Return the JSON form."""
         return {"kind": self.kind.value, "id": self.id}
 
+    @property
+    def ref(self) -> str:
+        """``kind:id``, how records name who created or ended them."""
+        return f"{self.kind.value}:{self.id}"
+
 
 @dataclass(frozen=True, slots=True)
 class Subject:

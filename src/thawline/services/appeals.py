@@ -106,7 +106,7 @@ def open_appeal(
         status=AppealStatus.DRAFT,
         explanation=explanation,
         contact_channel=contact_channel,
-        created_by=f"{actor.kind.value}:{actor.id}",
+        created_by=actor.ref,
         created_at=uow.runtime.clock.now(),
         idle_expires_at=uow.runtime.clock.now() + idle_limit(uow),
     )

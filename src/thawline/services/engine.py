@@ -573,7 +573,7 @@ def load_ruleset(uow: UnitOfWork, source: str, actor: Actor, *, note: str = "") 
                     sha256=compiled.sha256,
                     source=source,
                     active=True,
-                    created_by=f"{actor.kind.value}:{actor.id}",
+                    created_by=actor.ref,
                     created_at=uow.runtime.clock.now(),
                 )
             )

@@ -114,7 +114,7 @@ def freeze_account(uow: UnitOfWork, cmd: FreezeAccount, actor: Actor) -> tuple[F
         legal_basis=cmd.legal_basis,
         internal_reason=cmd.internal_reason,
         holder_reason=cmd.holder_reason,
-        created_by=f"{actor.kind.value}:{actor.id}",
+        created_by=actor.ref,
         created_at=now,
         review_by=cmd.review_by or now + DEFAULT_REVIEW_AFTER,
         expires_at=cmd.expires_at,
@@ -189,7 +189,7 @@ def end(
     now = uow.runtime.clock.now()
     binding = _freezes(uow, current.account_id, active_only=True)
     before = authorization.status(binding, now)
-    ended = current.move(to, by=f"{actor.kind.value}:{actor.id}", reason=reason, at=now)
+    ended = current.move(to, by=actor.ref, reason=reason, at=now)
     changed = uow.conn.execute(
         update(freeze_table)
         .where(freeze_table.c.id == current.id, freeze_table.c.status == FreezeStatus.ACTIVE.value)
@@ -278,7 +278,7 @@ def rereview(
         raise ConflictError(f"freeze {freeze_id} is {current.status}; there is nothing to re-review")
     if not note.strip():
         raise InvalidInputError("a re-review needs a note", field="note")
-    me = f"{actor.kind.value}:{actor.id}"
+    me = actor.ref
     check_reviewer(
         reviewer=me,
         freeze_created_by=current.created_by,

@@ -270,10 +270,6 @@ def account_matches(
     return index.match(hashes, name=name, device=device, ip=ip)
 
 
-def _who(actor: Actor) -> str:
-    return f"{actor.kind.value}:{actor.id}"
-
-
 def _new_version(
     uow: UnitOfWork,
     list_type: ListType,
@@ -293,7 +289,7 @@ def _new_version(
             entries=entries,
             duplicates=duplicates,
             rejected=rejected,
-            created_by=_who(actor),
+            created_by=actor.ref,
             created_at=uow.runtime.clock.now(),
         )
     )
@@ -375,7 +371,7 @@ def import_csv(uow: UnitOfWork, text: str, list_type: str, actor: Actor, source_
         rejected=len(parsed.errors),
     )
     now = uow.runtime.clock.now()
-    who = _who(actor)
+    who = actor.ref
     new = [("le_" + secrets.token_hex(8), row, h) for row, h in fresh]
     if new:
         _insert_entries(
@@ -452,7 +448,7 @@ def add_entry(
                 "name": normalised if k == "name" else None,
                 "reason": why,
                 "version": version,
-                "added_by": _who(actor),
+                "added_by": actor.ref,
                 "added_at": uow.runtime.clock.now(),
             }
         ],
@@ -566,7 +562,7 @@ def remove_entry(
         .values(
             removed_version=version,
             removed_at=now,
-            removed_by=_who(actor),
+            removed_by=actor.ref,
             removal_reason=why,
             erroneous=erroneous,
             name=None,

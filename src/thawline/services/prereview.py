@@ -18,7 +18,7 @@ from thawline.services import freezes
 from thawline.services.unit_of_work import UnitOfWork
 
 MACHINE = Actor(ActorKind.SYSTEM, "pre_review")
-MACHINE_REF = f"{MACHINE.kind.value}:{MACHINE.id}"
+MACHINE_REF = MACHINE.ref
 
 
 def run(

@@ -69,7 +69,7 @@ def start(runtime: Runtime, reason: str, actor: Actor) -> Job:
             insert(rescreen_job).values(
                 id=job_id, reason=reason, ruleset_version=version, list_version=lists.current_version(uow),
                 status="running", cursor="", total=total, processed=0, flagged=0,
-                created_by=f"{actor.kind.value}:{actor.id}", started_at=runtime.clock.now(),
+                created_by=actor.ref, started_at=runtime.clock.now(),
             )
         )  # fmt: skip
         uow.mark_changed()

@@ -23,11 +23,6 @@ from thawline.services import accounts, appeals, conflicts, freezes, prereview, 
 from thawline.services.unit_of_work import UnitOfWork
 
 
-def ref(actor: Actor) -> str:
-    """How an actor is stored on a case: ``kind:id``."""
-    return f"{actor.kind.value}:{actor.id}"
-
-
 @dataclass(frozen=True, slots=True)
 class QueueItem:
     """One case waiting for a reviewer."""
@@ -123,7 +118,7 @@ def _take(uow: UnitOfWork, appeal_id: str, reviewer: str, actor: Actor, action: 
 
 def claim(uow: UnitOfWork, appeal_id: str, reviewer: Actor) -> Appeal:
     """A reviewer takes an unassigned case (its first response if none was made yet)."""
-    return _take(uow, appeal_id, ref(reviewer), reviewer, "appeal.claimed")
+    return _take(uow, appeal_id, reviewer.ref, reviewer, "appeal.claimed")
 
 
 def assign(uow: UnitOfWork, appeal_id: str, reviewer: str, lead: Actor) -> Appeal:
@@ -138,7 +133,7 @@ def unclaim(uow: UnitOfWork, appeal_id: str, actor: Actor, *, lead: bool = False
     current = appeals.get(uow, appeal_id)
     if current.assignee is None:
         raise ConflictError(f"appeal {appeal_id} is not assigned")
-    if not lead and current.assignee != ref(actor):
+    if not lead and current.assignee != actor.ref:
         raise ConflictError(f"appeal {appeal_id} is held by {current.assignee}")
     after = replace(current, assignee=None, claimed_at=None)
     appeals.save(uow, current, after)
@@ -176,7 +171,7 @@ def decide(
     if len(note) > 5000:
         raise InvalidInputError("the note is longer than 5000 characters", field="note")
     current = appeals.get(uow, appeal_id)
-    me = ref(reviewer)
+    me = reviewer.ref
     if current.status not in QUEUED:
         raise ConflictError(f"appeal {appeal_id} is {current.status}; it cannot be decided")
     if current.assignee != me:  # a claim also moves a submitted case into review
@@ -284,7 +279,7 @@ def declare_conflict(uow: UnitOfWork, reviewer: str, account_id: str, note: str,
             reviewer=reviewer,
             account_id=account_id,
             note=note,
-            created_by=ref(actor),
+            created_by=actor.ref,
             created_at=uow.runtime.clock.now(),
         )
     )

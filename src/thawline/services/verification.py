@@ -147,26 +147,20 @@ def send_code(uow: UnitOfWork, appeal_id: str, actor: Actor) -> Verification:
     code = otp.new_code()
     keys = vault.derive_keys(uow.runtime.vault_master_key)
     new_window = r.otp_window_start is None or now >= r.otp_window_start + otp.SEND_WINDOW
-    uow.conn.execute(
-        update(release_verification)
-        .where(release_verification.c.appeal_id == appeal_id)
-        .values(
-            otp_hash=otp.code_hash(keys.otp_key, appeal_id, code),
-            otp_expires_at=now + otp.LIFETIME,
-            otp_attempts=0,
-            otp_sent_at=now,
-            otp_sends=1 if new_window else r.otp_sends + 1,
-            otp_window_start=now if new_window else r.otp_window_start,
-        )
-    )
-    uow.mark_changed()
-    uow.record(
-        LogRecord(
-            action="verification.code_sent",
-            actor=actor,
-            subject=_subject(r),
-            details={"expires_at": (now + otp.LIFETIME).isoformat(), "channel": "sms"},
-        )
+    _change(
+        uow,
+        r,
+        "verification.code_sent",
+        actor,
+        {
+            "otp_hash": otp.code_hash(keys.otp_key, appeal_id, code),
+            "otp_expires_at": now + otp.LIFETIME,
+            "otp_attempts": 0,
+            "otp_sent_at": now,
+            "otp_sends": 1 if new_window else r.otp_sends + 1,
+            "otp_window_start": now if new_window else r.otp_window_start,
+        },
+        details={"expires_at": (now + otp.LIFETIME).isoformat(), "channel": "sms"},
     )
     text = SMS_TEXT.get(view.language, SMS_TEXT["en"]).format(code=code)
     sms = uow.runtime.sms
@@ -205,28 +199,22 @@ def check_code(uow: UnitOfWork, appeal_id: str, code: str, actor: Actor) -> Code
     keys = vault.derive_keys(uow.runtime.vault_master_key)
     if not otp.matches(keys.otp_key, appeal_id, code, r.otp_hash):
         attempts = r.otp_attempts + 1
-        uow.conn.execute(
-            update(release_verification)
-            .where(release_verification.c.appeal_id == appeal_id)
-            .values(otp_attempts=attempts)
-        )
-        uow.mark_changed()
-        uow.record(
-            LogRecord(
-                action="verification.code_rejected",
-                actor=actor,
-                subject=_subject(r),
-                details={"attempts": attempts, "max_attempts": otp.MAX_ATTEMPTS},
-            )
+        _change(
+            uow,
+            r,
+            "verification.code_rejected",
+            actor,
+            {"otp_attempts": attempts},
+            details={"attempts": attempts, "max_attempts": otp.MAX_ATTEMPTS},
         )
         return CodeCheck(False, otp.MAX_ATTEMPTS - attempts, _view(uow, _row(uow, appeal_id)))
-    uow.conn.execute(
-        update(release_verification)
-        .where(release_verification.c.appeal_id == appeal_id)
-        .values(sms_verified_at=now, otp_hash=None, otp_expires_at=None)
+    _change(
+        uow,
+        r,
+        "verification.sms_passed",
+        actor,
+        {"sms_verified_at": now, "otp_hash": None, "otp_expires_at": None},
     )
-    uow.mark_changed()
-    uow.record(LogRecord(action="verification.sms_passed", actor=actor, subject=_subject(r)))
     _complete_if_done(uow, _row(uow, appeal_id))
     return CodeCheck(True, 0, _view(uow, _row(uow, appeal_id)))
 
@@ -240,19 +228,13 @@ def start_face(uow: UnitOfWork, appeal_id: str, actor: Actor) -> tuple[Verificat
         raise ConflictError("face verification failed too often; contact a reviewer")
     session_id = "fs_" + secrets.token_hex(16)
     started = uow.runtime.face.start(session_id=session_id, account_id=r.account_id)
-    uow.conn.execute(
-        update(release_verification)
-        .where(release_verification.c.appeal_id == appeal_id)
-        .values(face_session=session_id, face_started_at=uow.runtime.clock.now())
-    )
-    uow.mark_changed()
-    uow.record(
-        LogRecord(
-            action="verification.face_started",
-            actor=actor,
-            subject=_subject(r),
-            details={"session": session_id},
-        )
+    _change(
+        uow,
+        r,
+        "verification.face_started",
+        actor,
+        {"face_session": session_id, "face_started_at": uow.runtime.clock.now()},
+        details={"session": session_id},
     )
     return _view(uow, _row(uow, appeal_id)), started.url
 
@@ -264,21 +246,15 @@ def reset_face(uow: UnitOfWork, appeal_id: str, lead: Actor, reason: str) -> Ver
     r = _pending(uow, appeal_id, "face")
     if r.face_failures == 0:
         raise ConflictError("there are no failed face checks to reset")
-    uow.conn.execute(
-        update(release_verification)
-        .where(release_verification.c.appeal_id == appeal_id)
-        .values(face_failures=0, face_session=None)
-    )
-    uow.mark_changed()
-    uow.record(
-        LogRecord(
-            action="verification.face_reset",
-            actor=lead,
-            subject=_subject(r),
-            state_before={"face_failures": r.face_failures},
-            state_after={"face_failures": 0},
-            details={"reason_sha256": hashlib.sha256(reason.encode()).hexdigest()},
-        )
+    _change(
+        uow,
+        r,
+        "verification.face_reset",
+        lead,
+        {"face_failures": 0, "face_session": None},
+        state_before={"face_failures": r.face_failures},
+        state_after={"face_failures": 0},
+        details={"reason_sha256": hashlib.sha256(reason.encode()).hexdigest()},
     )
     return _view(uow, _row(uow, appeal_id))
 
@@ -301,27 +277,27 @@ def face_result(
     details = {"session": session_id, "score": f"{score:.4f}", "provider_ref": provider_ref}
     now = uow.runtime.clock.now()
     if not passed:
-        uow.conn.execute(
-            update(release_verification)
-            .where(release_verification.c.appeal_id == r.appeal_id)
-            .values(face_failures=r.face_failures + 1, face_session=None, face_failed_session=session_id)
-        )
-        uow.mark_changed()
-        uow.record(
-            LogRecord(action="verification.face_failed", actor=provider, subject=_subject(r), details=details)
-        )
+        failed = {
+            "face_failures": r.face_failures + 1,
+            "face_session": None,
+            "face_failed_session": session_id,
+        }
+        _change(uow, r, "verification.face_failed", provider, failed, details=details)
         return _view(uow, _row(uow, r.appeal_id))
-    uow.conn.execute(
-        update(release_verification)
-        .where(release_verification.c.appeal_id == r.appeal_id)
-        .values(face_verified_at=now)
-    )
-    uow.mark_changed()
-    uow.record(
-        LogRecord(action="verification.face_passed", actor=provider, subject=_subject(r), details=details)
-    )
+    _change(uow, r, "verification.face_passed", provider, {"face_verified_at": now}, details=details)
     _complete_if_done(uow, _row(uow, r.appeal_id))
     return _view(uow, _row(uow, r.appeal_id))
+
+
+def _change(
+    uow: UnitOfWork, r: Row[Any], action: str, actor: Actor, values: dict[str, Any], **entry: Any
+) -> None:
+    """Change the verification row and record it: the one way a step of it moves."""
+    uow.conn.execute(
+        update(release_verification).where(release_verification.c.appeal_id == r.appeal_id).values(**values)
+    )
+    uow.mark_changed()
+    uow.record(LogRecord(action=action, actor=actor, subject=_subject(r), **entry))
 
 
 def _complete_if_done(uow: UnitOfWork, r: Row[Any]) -> None:

@@ -88,7 +88,7 @@ def review_queue(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[QueueItemOut]:
     """Open cases: expedited first, then by first-response deadline."""
-    assignee = review.ref(_reviewer(key)) if mine else None
+    assignee = _reviewer(key).ref if mine else None
     return [
         QueueItemOut.of(i) for i in review.queue(uow, assignee=assignee, unassigned=unassigned, limit=limit)
     ]
