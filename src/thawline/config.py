@@ -87,6 +87,49 @@ class Settings(BaseSettings):
         description="When a list entry is removed as erroneous, what happens to the freezes it caused.",
     )
 
+    portal_url: str = Field(
+        default="http://127.0.0.1:8000/portal",
+        description="Base URL of the holder portal; messages link to <portal_url>/accounts/<id>.",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server; unset: no email is sent.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP session with STARTTLS.")
+    smtp_username: str | None = Field(default=None, description="SMTP login (with smtp_password).")
+    smtp_password: str | None = Field(default=None, description="SMTP password.")
+    smtp_from: str = Field(default="Thawline <no-reply@thawline.local>", description="Sender address.")
+    sms_provider: Literal["local", "http"] = Field(
+        default="local", description="local: a JSON Lines file in data_dir; http: THAWLINE_SMS_HTTP_URL."
+    )
+    sms_http_url: str | None = Field(default=None, description="The HTTP SMS gateway's URL.")
+    sms_http_secret: str | None = Field(
+        default=None, description="whsec_… secret the SMS gateway checks our signature with."
+    )
+    sms_per_hour: int = Field(default=5, ge=1, description="SMS per holder per hour (codes not counted).")
+    sms_per_day: int = Field(default=20, ge=1, description="SMS per holder per day (codes not counted).")
+    outbox_max_attempts: int = Field(default=8, ge=1, description="Attempts before a message is dead.")
+    outbox_backoff_seconds: float = Field(
+        default=10.0, gt=0, description="First retry delay; doubles per attempt, with jitter."
+    )
+    outbox_backoff_cap_seconds: float = Field(default=3600.0, gt=0, description="Longest retry delay.")
+    dispatcher_interval_seconds: float = Field(
+        default=0.5, gt=0, description="How often serve/worker look for messages to send."
+    )
+    dispatcher_batch: int = Field(default=500, ge=1, description="Messages claimed per dispatcher round.")
+    dispatcher_concurrency: int = Field(default=64, ge=1, description="Deliveries in flight at once.")
+    dispatcher_lease_seconds: float = Field(
+        default=120.0, gt=0, description="A claimed message is re-sent after this if its sender died."
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="Webhook request timeout.")
+    webhook_rotation_overlap_hours: float = Field(
+        default=24.0, ge=0, description="After a secret rotation, the old secret also signs this long."
+    )
+    staff_language: Literal["zh-CN", "en"] = Field(
+        default="zh-CN", description="Language of reviewers' notices."
+    )
+    sla_warning_hours: float = Field(
+        default=12.0, ge=0, description="Warn staff this long before a first-response deadline."
+    )
+
     @cached_property
     def large_amounts(self) -> dict[str, Decimal]:
         """The probation limits by currency."""

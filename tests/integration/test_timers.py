@@ -15,13 +15,14 @@ from thawline.domain.appeals import AppealStatus
 from thawline.domain.clock import FakeClock
 from thawline.domain.freezes import FreezeStatus
 from thawline.oplog.entry import decode_entry
-from thawline.services import accounts, appeals, freezes, review, scheduler
+from thawline.services import accounts, appeals, freezes, inbox, review, scheduler
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 from thawline.services.verify import verify_log
 
 NOTHING = {
     "sla_breached": 0,
+    "sla_warnings": 0,
     "appeals_expired": 0,
     "freezes_expired": 0,
     "rereviews_due": 0,
@@ -34,10 +35,16 @@ def _actions(runtime: Runtime, account_id: str = "acc_1") -> list[str]:
         return [str(decode_entry(d)["action"]) for _s, d, _c in uow.oplog.entries(account_id=account_id)]
 
 
-def test_an_unanswered_appeal_is_escalated_once_after_48_hours(runtime: Runtime, clock: FakeClock) -> None:
+def test_an_unanswered_appeal_warns_staff_at_36_hours_and_is_escalated_once_after_48(
+    runtime: Runtime, clock: FakeClock
+) -> None:
     lc.register(runtime)
     appeal_id = lc.submit_appeal(runtime, lc.freeze(runtime))
-    clock.advance(timedelta(hours=47, minutes=59))
+    clock.advance(timedelta(hours=35, minutes=59))
+    assert scheduler.run_due(runtime) == NOTHING
+    clock.advance(timedelta(minutes=1))
+    assert scheduler.run_due(runtime) == {**NOTHING, "sla_warnings": 1}
+    clock.advance(timedelta(hours=11, minutes=59))
     assert scheduler.run_due(runtime) == NOTHING
     clock.advance(timedelta(minutes=1))
     assert scheduler.run_due(runtime) == {**NOTHING, "sla_breached": 1}
@@ -48,6 +55,10 @@ def test_an_unanswered_appeal_is_escalated_once_after_48_hours(runtime: Runtime,
     assert a.escalated_at == clock.now()
     assert item.breached
     assert _actions(runtime).count("appeal.sla_breached") == 1
+    assert _actions(runtime).count("appeal.sla_warning") == 1
+    with UnitOfWork(runtime, read_only=True) as uow:
+        notices = inbox.notices(uow, ["role:reviewers", "role:leads"])
+    assert [m.template for m in notices] == ["staff_sla_breached", "staff_sla_warning"]
 
 
 def test_a_claimed_appeal_is_not_escalated(runtime: Runtime, clock: FakeClock) -> None:

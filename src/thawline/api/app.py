@@ -11,11 +11,23 @@ from fastapi import FastAPI
 
 from thawline import __version__
 from thawline.api import problems
-from thawline.api.routes import accounts, appeals, events, health, log, review, verification
+from thawline.api.routes import (
+    accounts,
+    appeals,
+    events,
+    health,
+    log,
+    notifications,
+    review,
+    verification,
+    webhooks,
+)
 from thawline.api.routes import lists as list_routes
 from thawline.services.apikeys import KeyCache
 from thawline.services.authorizer import Authorizer
+from thawline.services.dispatcher import DispatcherThread
 from thawline.services.engine import RiskEngine
+from thawline.services.live import LiveFeed
 from thawline.services.runtime import Runtime
 from thawline.services.scheduler import Scheduler
 from thawline.services.unit_of_work import UnitOfWork
@@ -64,9 +76,10 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        jobs: list[CheckpointTimer | Scheduler] = (
-            [CheckpointTimer(runtime), Scheduler(runtime)] if background else []
+        jobs: list[CheckpointTimer | Scheduler | DispatcherThread | LiveFeed] = (
+            [CheckpointTimer(runtime), Scheduler(runtime), DispatcherThread(runtime)] if background else []
         )
+        jobs.append(app.state.live)  # SSE streams need the feed even without the other jobs
         for job in jobs:
             job.start()
         try:
@@ -89,6 +102,7 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.state.authorizer = Authorizer(runtime)
     app.state.engine = RiskEngine(runtime)
     app.state.keys = KeyCache(runtime)
+    app.state.live = LiveFeed(runtime)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(log.router)
@@ -98,4 +112,6 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.include_router(review.router)
     app.include_router(verification.router)
     app.include_router(list_routes.router)
+    app.include_router(notifications.router)
+    app.include_router(webhooks.router)
     return app

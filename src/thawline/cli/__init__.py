@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from thawline.cli import accounts, admin, demo, logcmd, rescreen, review, simulate, verification, worker
+from thawline.cli import (
+    accounts,
+    admin,
+    demo,
+    logcmd,
+    notify,
+    rescreen,
+    review,
+    simulate,
+    verification,
+    worker,
+)
 from thawline.cli import lists as list_cli
 
 app = typer.Typer(
@@ -27,6 +38,8 @@ app.command("simulate")(simulate.simulate)
 app.command("rescreen")(rescreen.rescreen)
 app.command("demo")(demo.demo)
 app.add_typer(list_cli.lists_app, name="lists")
+app.add_typer(notify.outbox_app, name="outbox")
+app.add_typer(notify.webhook_app, name="webhook")
 
 
 def main() -> None:

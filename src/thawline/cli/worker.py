@@ -1,4 +1,4 @@
-"""``thawline worker``: act on due timers (deadlines, expiries, re-reviews, probation ends).
+"""``thawline worker``: act on due timers and send queued notifications (the outbox dispatcher).
 
 Every deadline is a stored column, so a worker can be stopped and started at any time, and
 several may run at once (with each other and with ``thawline serve``): each due item is
@@ -17,6 +17,7 @@ import typer
 
 from thawline.cli.common import console, print_json, runtime
 from thawline.services import scheduler
+from thawline.services.dispatcher import Dispatcher, DispatcherThread
 
 
 def worker(
@@ -31,11 +32,14 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    """Run the timer scheduler until Ctrl-C or SIGTERM. / 运行定时任务。"""
+    """Run the timers and the outbox dispatcher until Ctrl-C or SIGTERM. / 运行定时任务与通知投递。"""
     with runtime() as rt:
         if once:
-            print_json(scheduler.run_due(rt))
+            timers = scheduler.run_due(rt)
+            print_json({"timers": timers, "outbox": Dispatcher(rt).run_once().as_json()})
             return
+        dispatcher = DispatcherThread(rt)
+        dispatcher.start()
         every = interval or rt.settings.scheduler_interval_seconds
         stop = threading.Event()
 
@@ -46,7 +50,7 @@ def worker(
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        console.print(f"worker: scanning for due timers every {every:g} s (Ctrl-C to stop)")
+        console.print(f"worker: timers every {every:g} s, outbox dispatcher running (Ctrl-C to stop)")
         try:
             while not stop.is_set():
                 try:
@@ -62,6 +66,7 @@ def worker(
             console.print("interrupted")
             raise typer.Exit(130) from None
         finally:
+            dispatcher.stop()
             for s, handler in previous.items():
                 signal.signal(s, handler)
         console.print("worker stopped")

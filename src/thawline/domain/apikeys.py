@@ -24,6 +24,9 @@ class Scope(StrEnum):
     LISTS_WRITE = "lists:write"  # manage block- and allow-lists
     RULES_WRITE = "rules:write"  # load ruleset versions, suppress rules per account
     AUTHZ_CHECK = "authz:check"
+    NOTIFICATIONS_WRITE = "notifications:write"  # the holder's side: read receipts, notification preferences
+    WEBHOOKS_WRITE = "webhooks:write"  # an integrator: its webhook subscriptions and their deliveries
+    OUTBOX_ADMIN = "outbox:admin"  # operators: every outbox message, dead letters, replays
     ADMIN = "admin"
 
 

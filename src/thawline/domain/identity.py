@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 from stdnum import luhn
 from stdnum.cn import ric
@@ -38,3 +40,15 @@ def bank_card(value: str, *, field: str = "holder.bank_cards") -> str:
     if not digits.isdigit() or not 12 <= len(digits) <= 19 or not luhn.is_valid(digits):
         raise InvalidInputError("not a valid bank-card number (12-19 digits, Luhn check)", field=field)
     return digits
+
+
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$")
+
+
+def email(value: str, *, field: str = "holder.email") -> str:
+    """An email address (``local@domain.tld``, no display name), domain lower-cased."""
+    value = value.strip()
+    if len(value) > 254 or not _EMAIL.match(value):
+        raise InvalidInputError("not a valid email address (local@domain.tld)", field=field)
+    local, _, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}"

@@ -30,6 +30,7 @@ class RegisterAccount:
     holder_name: str
     resident_id: str | None = None
     phone: str | None = None
+    email: str | None = None
     bank_cards: tuple[str, ...] = ()
     kyc_level: str = "none"
     vip_tier: int = 0
@@ -66,6 +67,8 @@ def _normalised(cmd: RegisterAccount) -> dict[str, list[str]]:
         values["resident_id"] = [identity.resident_id(cmd.resident_id)]
     if cmd.phone:
         values["phone"] = [identity.phone(cmd.phone)]
+    if cmd.email:
+        values["email"] = [identity.email(cmd.email)]
     if cmd.bank_cards:
         values["bank_card"] = [
             identity.bank_card(c, field=f"holder.bank_cards[{i}]") for i, c in enumerate(cmd.bank_cards)

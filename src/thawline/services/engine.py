@@ -118,7 +118,7 @@ def _stored_payload(e: Any, index_key: bytes) -> bytes:
     data = e.model_dump(mode="json")
     if data.get("type") == "profile_change" and data.get("value"):
         # A new phone number or card: keep only its keyed hash, comparable with the vault's.
-        digest = vault.blind_index(vault.VaultKeys(b"", index_key, b""), data["field"], data["value"])
+        digest = vault.blind_index(vault.VaultKeys(b"", index_key, b"", b""), data["field"], data["value"])
         data["value"] = "hmac:" + digest.hex()
     return orjson.dumps(data)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -12,9 +14,10 @@ from sqlalchemy import Engine
 from thawline.adapters.blobs import BlobStore
 from thawline.adapters.db.engine import create_db_engine
 from thawline.adapters.db.migrate import upgrade
+from thawline.adapters.email import SmtpConfig, SmtpSender
 from thawline.adapters.face import FaceProvider, LocalFaceProvider
 from thawline.adapters.keys import load_or_create_secret, load_or_create_signing_key
-from thawline.adapters.sms import LocalSmsOutbox, SmsSender
+from thawline.adapters.sms import HttpSmsSender, LocalSmsOutbox, SmsSender
 from thawline.config import Settings
 from thawline.domain.appeals import RequirementsMatrix
 from thawline.domain.clock import Clock, SystemClock
@@ -39,6 +42,11 @@ class Runtime:
     sms: SmsSender = field(init=False)
     face: FaceProvider = field(init=False)
     face_callback_key: bytes = field(init=False)
+    email: SmtpSender | None = field(init=False)
+    # Set after a commit that queued messages: the in-process dispatcher wakes at once.
+    outbox_wake: threading.Event = field(init=False, default_factory=threading.Event)
+    # Called with the appended range after every commit (the live feed wakes its SSE streams).
+    commit_listeners: list[Callable[[range], None]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.log = LogWriter(
@@ -58,7 +66,8 @@ class Runtime:
         except ValueError as exc:
             raise ValueError(f"THAWLINE_HIGH_SEVERITY_CATEGORIES: {exc}") from exc
         # Local providers by default; a deployment swaps in its carrier and face provider here.
-        self.sms = LocalSmsOutbox(self.settings.sms_outbox_file)
+        self.sms = build_sms(self.settings)
+        self.email = build_email(self.settings)
         self.face = LocalFaceProvider()
         self.face_callback_key = load_or_create_secret(self.settings.face_callback_key_file)
 
@@ -73,6 +82,19 @@ class Runtime:
         return key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+
+    def committed(self, appended: range, queued: int) -> None:
+        """After COMMIT: wake the dispatcher if messages were queued, and every live-feed listener."""
+        if queued:
+            self.outbox_wake.set()
+        for listener in list(self.commit_listeners):
+            listener(appended)
+
+    def deliver_now(self, ids: list[str]) -> None:
+        """Send these outbox messages right away (a code the holder waits for); the dispatcher retries."""
+        from thawline.services.dispatcher import Dispatcher  # noqa: PLC0415 - built on the runtime
+
+        Dispatcher(self).deliver_now(ids)
 
     def close(self) -> None:
         """Release database connections."""
@@ -90,6 +112,33 @@ def load_requirements(path: Path | None) -> RequirementsMatrix:
             .read_text(encoding="utf-8")
         )
     return RequirementsMatrix.from_toml(text)
+
+
+def build_sms(settings: Settings) -> SmsSender:
+    """The SMS carrier the settings name."""
+    if settings.sms_provider == "http":
+        if not settings.sms_http_url or not settings.sms_http_secret:
+            raise ValueError(
+                "THAWLINE_SMS_PROVIDER=http needs THAWLINE_SMS_HTTP_URL and THAWLINE_SMS_HTTP_SECRET"
+            )
+        return HttpSmsSender(settings.sms_http_url, settings.sms_http_secret)
+    return LocalSmsOutbox(settings.sms_outbox_file)
+
+
+def build_email(settings: Settings) -> SmtpSender | None:
+    """The SMTP sender, or None when no SMTP server is configured."""
+    if settings.smtp_host is None:
+        return None
+    return SmtpSender(
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            starttls=settings.smtp_starttls,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            sender=settings.smtp_from,
+        )
+    )
 
 
 def build_runtime(settings: Settings | None = None, *, clock: Clock | None = None) -> Runtime:

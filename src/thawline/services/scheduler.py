@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, select, update
@@ -161,6 +162,36 @@ def _end_probation(uow: UnitOfWork, probation_id: str) -> bool:
     return True
 
 
+def _warn(uow: UnitOfWork, appeal_id: str) -> bool:
+    """Tell the case holder (or all reviewers) that a first-response deadline is near."""
+    current = appeals.get(uow, appeal_id)
+    if current.status not in QUEUED or current.first_responded_at is not None:
+        return False
+    changed = uow.conn.execute(
+        update(appeal_table)
+        .where(
+            appeal_table.c.id == appeal_id,
+            appeal_table.c.version == current.version,
+            appeal_table.c.sla_warned_at.is_(None),
+        )
+        .values(sla_warned_at=uow.runtime.clock.now(), version=current.version + 1)
+    )
+    if changed.rowcount != 1:
+        return False
+    uow.mark_changed()
+    due = current.first_response_due
+    uow.record(
+        appeals.record(
+            "appeal.sla_warning",
+            current,
+            SCHEDULER,
+            current,
+            {"first_response_due": due.isoformat() if due else None, "assignee": current.assignee},
+        )
+    )
+    return True
+
+
 def run_due(runtime: Runtime) -> dict[str, int]:
     """Handle everything due now; returns how many items of each kind this scheduler changed."""
     now = runtime.clock.now()
@@ -176,6 +207,17 @@ def run_due(runtime: Runtime) -> dict[str, int]:
                 a.first_response_due <= now,
             ),
             _breach,
+        ),
+        (
+            "sla_warnings",
+            select(a.id).where(
+                a.status.in_([s.value for s in QUEUED]),
+                a.first_responded_at.is_(None),
+                a.sla_warned_at.is_(None),
+                a.first_response_due > now,
+                a.first_response_due <= now + timedelta(hours=runtime.settings.sla_warning_hours),
+            ),
+            _warn,
         ),
         (
             "appeals_expired",

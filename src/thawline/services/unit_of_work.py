@@ -30,6 +30,9 @@ class UnitOfWork:
         self._changed = False
         self._after_commit: list[Callable[[], None]] = []
         self.appended = range(0)
+        # Secret template variables (a one-time code) for the messages this commit causes, by action;
+        # sealed into the outbox, never logged.
+        self.notification_secrets: dict[str, dict[str, str]] = {}
 
     def __enter__(self) -> Self:
         conn = self.runtime.engine.connect()
@@ -80,11 +83,18 @@ class UnitOfWork:
         """Append the queued records, sign a checkpoint if one is due, and commit; returns their numbers."""
         if self._changed and not self._records:
             raise UnrecordedChangeError("state changed without an operation-log record")
+        queued = 0
         if self._records:
             self.appended = self.runtime.log.append(self, self._records)
+            # The messages these entries cause are written in the same transaction (the outbox).
+            from thawline.services import outbox  # noqa: PLC0415 - outbox builds on this module
+
+            queued = outbox.write(self, self._records, self.appended)
             self._records = []
         self.conn.commit()
         self._changed = False
+        if self.appended:
+            self.runtime.committed(self.appended, queued)
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             callback()

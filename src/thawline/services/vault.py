@@ -35,6 +35,7 @@ class VaultKeys:
     kek: bytes
     index_key: bytes
     otp_key: bytes  # keys the hashes of one-time codes
+    secrets_key: bytes  # seals operational secrets: webhook signing secrets, codes waiting in the outbox
 
 
 @lru_cache(maxsize=8)
@@ -48,6 +49,7 @@ def derive_keys(master: bytes) -> VaultKeys:
         kek=hkdf(b"thawline/vault/kek/v1"),
         index_key=hkdf(b"thawline/vault/blind-index/v1"),
         otp_key=hkdf(b"thawline/otp/v1"),
+        secrets_key=hkdf(b"thawline/secrets/v1"),
     )
 
 
@@ -59,6 +61,20 @@ def blind_index(keys: VaultKeys, kind: str, value: str) -> bytes:
 def _seal(key: bytes, plaintext: bytes, aad: bytes) -> tuple[bytes, bytes]:
     nonce = os.urandom(12)
     return nonce, AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def seal_secret(keys: VaultKeys, plaintext: bytes, context: str) -> bytes:
+    """AES-256-GCM under the secrets key; ``context`` (e.g. the row id) is bound as associated data."""
+    nonce, ciphertext = _seal(keys.secrets_key, plaintext, context.encode())
+    return nonce + ciphertext
+
+
+def open_secret(keys: VaultKeys, sealed: bytes, context: str) -> bytes:
+    """Undo :func:`seal_secret`; ConflictError if the value was altered or moved to another row."""
+    try:
+        return AESGCM(keys.secrets_key).decrypt(sealed[:12], sealed[12:], context.encode())
+    except InvalidTag as exc:
+        raise ConflictError(f"sealed secret for {context} fails authentication") from exc
 
 
 def _value_aad(value_id: str, subject_id: str, kind: str) -> bytes:

@@ -25,11 +25,6 @@ SYSTEM = Actor(ActorKind.SYSTEM, "second_verification")
 STEPS = ("sms_code", "face")
 MAX_FACE_FAILURES = 3
 
-SMS_TEXT = {
-    "en": "[Thawline] Your verification code is {code}. It expires in 5 minutes. Never share it.",
-    "zh-CN": "【Thawline】您的解冻验证码为 {code}，5 分钟内有效。请勿向任何人透露。",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Verification:
@@ -162,14 +157,9 @@ def send_code(uow: UnitOfWork, appeal_id: str, actor: Actor) -> Verification:
         },
         details={"expires_at": (now + otp.LIFETIME).isoformat(), "channel": "sms"},
     )
-    text = SMS_TEXT.get(view.language, SMS_TEXT["en"]).format(code=code)
-    sms = uow.runtime.sms
-
-    # Only once the code's hash is committed does the holder get the code.
-    def deliver() -> None:
-        sms.send(account_id=r.account_id, to_e164=phone, text=text)
-
-    uow.after_commit(deliver)
+    # The code travels sealed in the outbox row this commit writes, and is sent right after COMMIT:
+    # only once its hash is stored does the holder get it.
+    uow.notification_secrets["verification.code_sent"] = {"code": code}
     return _view(uow, _row(uow, appeal_id))
 
 

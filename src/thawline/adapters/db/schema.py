@@ -203,6 +203,7 @@ appeal = Table(
     Column("decided_at", UTCDateTime),
     Column("idle_expires_at", UTCDateTime),  # a draft or needs-more-info appeal lapses then
     Column("version", Integer, nullable=False, server_default="0"),  # optimistic lock: +1 per change
+    Column("sla_warned_at", UTCDateTime),  # staff were warned the first-response deadline is near
 )
 
 appeal_material = Table(
@@ -449,4 +450,98 @@ rescreen_job = Table(
     Column("created_by", String(128), nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
+)
+
+# Notifications (issue #5). Outgoing messages are written in the transaction of the change that
+# causes them (the transactional outbox) and sent by the dispatcher; `source_seq` names that change's
+# log entry. A lease (lease_until) keeps two dispatchers from sending the same message at once.
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", String(40), primary_key=True),  # also the idempotency key receivers see
+    Column("channel", String(16), nullable=False),  # email | sms | webhook
+    Column("account_id", String(64), index=True),
+    Column("template", String(40)),  # email and SMS
+    Column("lang", String(8)),
+    Column("subscription_id", String(40), index=True),  # webhook
+    Column("event_type", String(48)),  # webhook
+    Column("payload", Text, nullable=False),  # JSON: template variables, or the webhook body
+    Column("sealed", LargeBinary),  # AES-GCM secret variables (a one-time code), never plain
+    Column("mandatory", Boolean, nullable=False),
+    Column("source_seq", BigInteger),
+    Column("status", String(16), nullable=False),  # pending | delivered | dead | suppressed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("last_status", Integer),  # HTTP status or SMTP reply code of the last attempt
+    Column("receipt", String(128)),  # the provider's message id on success
+    Index("ix_notification_outbox_due", "status", "next_attempt_at"),
+)
+
+# The holder's in-site messages (站内信): written in the same transaction as the change, rendered.
+inbox_message = Table(
+    "inbox_message",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(64), ForeignKey("account.id"), nullable=False),
+    Column("template", String(40), nullable=False),
+    Column("lang", String(8), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("mandatory", Boolean, nullable=False),
+    Column("source_seq", BigInteger),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("read_at", UTCDateTime),
+    Index("ix_inbox_message_account", "account_id", "created_at"),
+    Index("ix_inbox_message_source_seq", "source_seq"),
+)
+
+# Reviewers' and leads' notices: a named reviewer ("reviewer:rv_1") or a role ("role:reviewers").
+staff_notice = Table(
+    "staff_notice",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("recipient", String(128), nullable=False, index=True),
+    Column("template", String(40), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("appeal_id", String(40)),
+    Column("account_id", String(64)),
+    Column("source_seq", BigInteger, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("read_at", UTCDateTime),
+)
+
+# Integrators' webhook subscriptions; secrets sealed with a key derived from the vault master key.
+webhook_subscription = Table(
+    "webhook_subscription",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("integrator", String(64), nullable=False, index=True),  # the API key id that owns it
+    Column("url", Text, nullable=False),
+    Column("event_types", Text, nullable=False),  # space-separated; "appeal.*" and "*" allowed
+    Column("description", Text, nullable=False),
+    Column("secret_sealed", LargeBinary, nullable=False),
+    Column("previous_sealed", LargeBinary),  # the rotated-out secret, still signed with until …
+    Column("previous_until", UTCDateTime),
+    Column("status", String(16), nullable=False),  # active | disabled
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("rotated_at", UTCDateTime),
+)
+
+# What a holder chose: opt-outs of non-mandatory email/SMS, SMS quiet hours in their time zone.
+notification_preference = Table(
+    "notification_preference",
+    metadata,
+    Column("account_id", String(64), ForeignKey("account.id"), primary_key=True),
+    Column("email_opt_out", Boolean, nullable=False),
+    Column("sms_opt_out", Boolean, nullable=False),
+    Column("quiet_start", SmallInteger),  # minutes after local midnight
+    Column("quiet_end", SmallInteger),
+    Column("time_zone", String(64), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

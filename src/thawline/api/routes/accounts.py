@@ -50,6 +50,9 @@ class HolderIn(BaseModel):
     phone: str | None = Field(
         default=None, description="Phone number; +86 is assumed without a country code."
     )
+    email: str | None = Field(
+        default=None, max_length=254, description="Email address for notices (needs THAWLINE_SMTP_HOST)."
+    )
     bank_cards: list[str] = Field(default_factory=list, max_length=20)
 
 
@@ -223,6 +226,7 @@ def register_account(
         holder_name=body.holder.name,
         resident_id=body.holder.resident_id,
         phone=body.holder.phone,
+        email=body.holder.email,
         bank_cards=tuple(body.holder.bank_cards),
         kyc_level=body.kyc_level,
         vip_tier=body.vip_tier,
