@@ -398,3 +398,22 @@ def test_a_disabled_subscription_gets_nothing_more(rt: Runtime, receiver: HttpRe
     lc.freeze(rt)  # and no new one is queued
     assert [r["status"] for r in _rows(rt, channel="webhook")] == ["suppressed"]
     assert receiver.received == []
+
+
+def test_a_message_that_cannot_be_prepared_is_dead_lettered_and_does_not_block_the_others(
+    rt: Runtime,
+) -> None:
+    _register(rt)
+    lc.freeze(rt)
+    with UnitOfWork(rt) as uow:  # a template that no longer exists (say, removed by an upgrade)
+        uow.conn.execute(
+            notification_outbox.update()
+            .where(notification_outbox.c.channel == "sms")
+            .values(template="no_such_template")
+        )
+        uow.commit()
+    stats = Dispatcher(rt).run_once()
+    assert (stats.dead, stats.delivered) == (1, 1)  # the SMS is dead, the email went out
+    (sms,) = _rows(rt, channel="sms")
+    assert sms["status"] == "dead"
+    assert "cannot be prepared" in str(sms["last_error"])

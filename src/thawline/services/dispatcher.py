@@ -135,12 +135,18 @@ class Dispatcher:
             jobs, leased = [], []
             prepare = _Preparer(uow, now, self.limits)
             for r in rows:
-                verdict = prepare(r, lease)
+                try:
+                    verdict = prepare(r, lease)
+                except Exception as exc:  # a message that cannot be prepared must not block the rest
+                    logger.exception("outbox message %s cannot be prepared", r.id)
+                    verdict = prepare.give_up(r, f"cannot be prepared: {exc.__class__.__name__}")
                 if isinstance(verdict, Job):
                     jobs.append(verdict)
                     leased.append(r.id)
                 elif verdict[0] == "deferred":
                     stats.deferred += 1
+                elif verdict[0] == "dead":
+                    stats.dead += 1
                 else:
                     stats.suppressed += 1
             for start in range(0, len(leased), 500):
@@ -277,7 +283,8 @@ class Dispatcher:
         if jobs:
             outcomes = await self.send(jobs, client)
             done = await asyncio.to_thread(self.record, outcomes)
-            stats.delivered, stats.retrying, stats.dead = done.delivered, done.retrying, done.dead
+            stats.delivered, stats.retrying = done.delivered, done.retrying
+            stats.dead += done.dead
         return stats
 
     def client(self) -> httpx.AsyncClient:
@@ -411,6 +418,14 @@ class _Preparer:
         self.uow.conn.execute(update(T).where(T.c.id == r.id).values(next_attempt_at=until))
         self._log(r, "notification.deferred", {"why": why, "until": until.isoformat()})
         return ("deferred", why)
+
+    def give_up(self, r: Any, why: str) -> tuple[str, str]:
+        """Dead-letter a message that cannot even be prepared (a person must look at it)."""
+        self.uow.conn.execute(
+            update(T).where(T.c.id == r.id).values(status=n.Status.DEAD.value, last_error=why)
+        )
+        self._log(r, "notification.dead_lettered", {"why": why, "permanent": True})
+        return ("dead", why)
 
     def _suppress(self, r: Any, why: str) -> tuple[str, str]:
         self.uow.conn.execute(

@@ -104,6 +104,11 @@ class LiveFeed:
             if size <= self.position:
                 return 0
             start = self.position
+            with self._lock:
+                listening = bool(self._subs)
+            if not listening:  # nobody is watching: just move on
+                self.position = size
+                return size - start
             events: list[tuple[str, LiveEvent]] = []
             for seq, data, _chain in uow.oplog.entries(start=start, stop=size):
                 entry = decode_entry(data)
