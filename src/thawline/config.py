@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     smtp_host: str | None = Field(default=None, description="SMTP server; unset: no email is sent.")
     smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port.")
     smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP session with STARTTLS.")
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate(s) to trust for STARTTLS (a private relay); default: system.",
+    )
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, description="SMTP connection and reply timeout.")
     smtp_username: str | None = Field(default=None, description="SMTP login (with smtp_password).")
     smtp_password: str | None = Field(default=None, description="SMTP password.")
     smtp_from: str = Field(default="Thawline <no-reply@thawline.local>", description="Sender address.")

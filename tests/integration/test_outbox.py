@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests import lifecycle as lc
 from tests.conftest import make_settings
-from tests.receivers import HttpReceiver, SmtpServer
+from tests.receivers import HttpReceiver, SmtpServer, self_signed
 from thawline.adapters.db.schema import inbox_message, notification_outbox
 from thawline.domain.clock import FakeClock
 from thawline.domain.review import Decision
@@ -218,19 +218,24 @@ def test_gone_is_permanent(rt: Runtime, receiver: HttpReceiver) -> None:
     assert (row["status"], row["attempts"]) == ("dead", 1)
 
 
-def test_email_goes_over_smtp_and_a_refusing_server_is_retried(
+def test_a_refusing_smtp_server_means_backoff_then_a_dead_letter_then_a_replay_delivers(
     rt: Runtime, smtp: SmtpServer, clock: FakeClock
 ) -> None:
     _register(rt)
     smtp.reply = "451 4.3.0 mailbox busy, try later"
     lc.freeze(rt)
     d = Dispatcher(rt)
-    d.run_once()
-    (row,) = _rows(rt, channel="email")
-    assert (row["status"], row["last_status"]) == ("pending", 451)
+    for attempt in (1, 2, 3):
+        d.run_once()
+        (row,) = _rows(rt, channel="email")
+        assert (row["attempts"], row["last_status"]) == (attempt, 451)
+        clock.advance(timedelta(minutes=1))
+    assert row["status"] == "dead"
     assert smtp.messages == []
     smtp.reply = None
-    clock.advance(timedelta(seconds=11))
+    with UnitOfWork(rt) as uow:
+        outbox.replay(uow, str(row["id"]), OPS)
+        uow.commit()
     d.run_once()
     (mail,) = smtp.messages
     assert mail["To"] == EMAIL
@@ -239,6 +244,38 @@ def test_email_goes_over_smtp_and_a_refusing_server_is_retried(
     assert "冻结" in mail["Subject"]
     assert "holder reason" in mail.get_content()
     assert _rows(rt, channel="email")[0]["status"] == "delivered"
+
+
+def test_email_upgrades_with_starttls_and_authenticates(
+    database_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    cert, key = self_signed(tmp_path)
+    with SmtpServer(tls=(cert, key), login=("thawline", "s3cret")) as server:
+        base = {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": server.port,
+            "smtp_starttls": True,
+            "smtp_ca_file": cert,
+            "smtp_timeout_seconds": 2,
+        }
+        for password, expected in (("wrong", "pending"), ("s3cret", "delivered")):
+            settings = make_settings(
+                database_url, tmp_path, smtp_username="thawline", smtp_password=password, **base
+            )
+            runtime = build_runtime(settings, clock=clock)
+            try:
+                if password == "wrong":
+                    _register(runtime)
+                    lc.freeze(runtime)
+                else:
+                    clock.advance(timedelta(minutes=1))
+                Dispatcher(runtime).run_once()
+                assert _rows(runtime, channel="email")[0]["status"] == expected
+            finally:
+                runtime.close()
+        assert server.logins in (["LOGIN:thawline"], ["PLAIN:thawline"])  # the wrong password got nowhere
+        (mail,) = server.messages
+        assert mail["To"] == EMAIL
 
 
 def test_a_permanent_smtp_refusal_is_dead_at_once(rt: Runtime, smtp: SmtpServer) -> None:

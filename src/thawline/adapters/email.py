@@ -27,6 +27,7 @@ class SmtpConfig:
     sender: str = "Thawline <no-reply@thawline.local>"
     timeout: float = 10.0
     domain: str = "thawline.local"
+    ca_file: str | None = None  # a private relay's CA; the system trust store otherwise
 
 
 class SmtpSender:
@@ -50,7 +51,7 @@ class SmtpSender:
         try:
             with smtplib.SMTP(c.host, c.port, timeout=c.timeout) as smtp:
                 if c.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=ssl.create_default_context(cafile=c.ca_file))
                 if c.username:
                     smtp.login(c.username, c.password or "")
                 refused = smtp.send_message(msg)

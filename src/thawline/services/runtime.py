@@ -137,6 +137,8 @@ def build_email(settings: Settings) -> SmtpSender | None:
             username=settings.smtp_username,
             password=settings.smtp_password,
             sender=settings.smtp_from,
+            ca_file=None if settings.smtp_ca_file is None else str(settings.smtp_ca_file),
+            timeout=settings.smtp_timeout_seconds,
         )
     )
 
