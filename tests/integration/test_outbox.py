@@ -454,3 +454,27 @@ def test_a_message_that_cannot_be_prepared_is_dead_lettered_and_does_not_block_t
     (sms,) = _rows(rt, channel="sms")
     assert sms["status"] == "dead"
     assert "cannot be prepared" in str(sms["last_error"])
+
+
+def test_an_aml_freeze_tells_the_holder_only_the_neutral_text(rt: Runtime, receiver: HttpReceiver) -> None:
+    _register(rt, language="en")
+    _subscribe(rt, receiver.url, "account.frozen")
+    with UnitOfWork(rt) as uow:
+        cmd = freezes.FreezeAccount(
+            "acc_1",
+            lc.Restriction(lc.FreezeScope.FULL),
+            lc.ReasonCategory.AML,
+            ("AML_7",),
+            lc.SourceKind.REVIEWER,
+            "rv",
+            "AML Law art. 32",
+            "STR filed: structuring",
+            "suspected money laundering",
+        )
+        freezes.freeze_account(uow, cmd, lc.CREATOR)
+        uow.commit()
+    with UnitOfWork(rt, read_only=True) as uow:
+        (message,) = inbox.messages(uow, "acc_1")
+    everything = message.title + message.body + "".join(str(r["payload"]) for r in _rows(rt))
+    assert "laundering" not in everything  # no tipping-off, in any channel
+    assert "structuring" not in everything
