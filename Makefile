@@ -17,7 +17,7 @@ install: $(BIN)/thawline ## Create .venv and install Thawline with its developme
 
 run: install ## Install, load demo data into an empty ./thawline.db, then serve
 	$(BIN)/thawline demo
-	$(BIN)/thawline serve --host $(HOST) --port $(PORT)
+	THAWLINE_WEBHOOK_ALLOW_PRIVATE_URLS=true $(BIN)/thawline serve --host $(HOST) --port $(PORT)
 
 serve: run
 

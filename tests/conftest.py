@@ -67,7 +67,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Settings:
     """Settings pointing at ``database_url`` with keys under ``tmp_path``."""
-    values: dict[str, object] = {"database_url": database_url, "data_dir": tmp_path / "data"}
+    # Test receivers listen on 127.0.0.1, which production refuses for webhooks.
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "data_dir": tmp_path / "data",
+        "webhook_allow_private_urls": True,
+    }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
         default=120.0, gt=0, description="A claimed message is re-sent after this if its sender died."
     )
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="Webhook request timeout.")
+    webhook_allow_private_urls: bool = Field(
+        default=False, description="Allow webhook URLs on loopback, private and link-local addresses."
+    )
     webhook_rotation_overlap_hours: float = Field(
         default=24.0, ge=0, description="After a secret rotation, the old secret also signs this long."
     )

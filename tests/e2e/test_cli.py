@@ -25,7 +25,7 @@ from thawline.services.unit_of_work import UnitOfWork
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("THAWLINE_")}
-    return env | {"THAWLINE_CHECKPOINT_EVERY_ENTRIES": "100"}
+    return env | {"THAWLINE_CHECKPOINT_EVERY_ENTRIES": "100", "THAWLINE_WEBHOOK_ALLOW_PRIVATE_URLS": "true"}
 
 
 def thawline(tmp_path: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:

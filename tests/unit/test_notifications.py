@@ -13,6 +13,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from thawline.domain import notifications as n
 from thawline.domain import webhooks as sig
 from thawline.domain.errors import InvalidInputError
+from thawline.services.webhooks import check_url
 
 # The example of the Standard Webhooks specification (also in the README's verification recipe).
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -120,3 +121,32 @@ def test_sms_limits_count_hour_and_day() -> None:
     assert limits.allows(1, 1)
     assert not limits.allows(2, 2)
     assert not limits.allows(0, 3)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://10.1.2.3/",
+        "http://[::1]:8080/",
+        "http://169.254.169.254/latest",
+        "http://localhost/",
+    ],
+)
+def test_internal_webhook_urls_are_refused_unless_allowed(url: str) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        check_url(url, allow_private=False)
+    assert refused.value.field == "url"
+    assert check_url(url, allow_private=True) == url
+
+
+def test_public_webhook_urls_are_accepted() -> None:
+    assert check_url("https://gateway.example.com/hooks", allow_private=False)
+    with pytest.raises(InvalidInputError):
+        check_url("ftp://gateway.example.com/", allow_private=True)
+
+
+@pytest.mark.parametrize("text", ["2200", "22:00:59", "22:00+08:00", "24:00", "7:00"])
+def test_quiet_hours_times_are_exactly_hh_mm(text: str) -> None:
+    with pytest.raises(InvalidInputError):
+        n.parse_hhmm(text, "quiet_hours.start")

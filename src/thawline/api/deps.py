@@ -41,8 +41,8 @@ def _presented_key(request: Request) -> str:
     return request.headers.get("x-api-key", "").strip()
 
 
-def require(scope: Scope) -> Callable[[Request], Awaitable[ApiKeyInfo]]:
-    """Dependency factory: the caller must present an active API key granting ``scope``."""
+def require(scope: Scope, *alternatives: Scope) -> Callable[[Request], Awaitable[ApiKeyInfo]]:
+    """Dependency factory: the caller's active API key must grant ``scope`` or one of ``alternatives``."""
 
     async def check(request: Request) -> ApiKeyInfo:
         presented = _presented_key(request)
@@ -54,8 +54,9 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[ApiKeyInfo]]:
             key = await run_in_threadpool(keys.authenticate, presented)
         if key is None:
             raise AuthError("the API key is unknown, malformed or revoked")
-        if not key.allows(scope):
-            raise PermissionDeniedError(f"this API key lacks the '{scope.value}' scope")
+        if not any(key.allows(s) for s in (scope, *alternatives)):
+            names = " or ".join(f"'{s.value}'" for s in (scope, *alternatives))
+            raise PermissionDeniedError(f"this API key lacks the {names} scope")
         request.state.api_key = key
         return key
 

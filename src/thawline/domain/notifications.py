@@ -8,8 +8,9 @@ reviewer notice. Nothing here sends anything; the outbox and the dispatcher do.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -243,13 +244,15 @@ class QuietHours:
         return end.astimezone(at.tzinfo)
 
 
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
 def parse_hhmm(text: str, field: str) -> int:
-    """'22:30' → 1350 minutes."""
-    try:
-        parsed = time.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidInputError("use HH:MM, e.g. 22:00", field=field) from exc
-    return parsed.hour * 60 + parsed.minute
+    """'22:30' → 1350 minutes; exactly HH:MM, 00:00-23:59."""
+    match = _HHMM.match(text)
+    if match is None:
+        raise InvalidInputError("use HH:MM between 00:00 and 23:59, e.g. 22:00", field=field)
+    return int(match.group(1)) * 60 + int(match.group(2))
 
 
 @dataclass(frozen=True, slots=True)

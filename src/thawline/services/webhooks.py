@@ -7,6 +7,7 @@ sealed (AES-256-GCM under a key derived from the vault master key, bound to the 
 
 from __future__ import annotations
 
+import ipaddress
 import secrets as pysecrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,11 +56,28 @@ def _view(r: Row[Any]) -> Subscription:
     )
 
 
-def check_url(url: str) -> str:
-    """An absolute http(s) URL with a host."""
+def check_url(url: str, *, allow_private: bool) -> str:
+    """An absolute http(s) URL; loopback, private and link-local addresses only when allowed.
+
+    Names are not resolved here: a name that resolves to an internal address is the egress proxy's
+    or firewall's to stop (see README, Configuration).
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInputError("the webhook URL must be an absolute http:// or https:// URL", field="url")
+    host = parts.hostname
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        internal = host == "localhost" or host.endswith((".localhost", ".local", ".internal"))
+    else:
+        internal = not address.is_global
+    if internal and not allow_private:
+        raise InvalidInputError(
+            "the webhook URL points at an internal address; set THAWLINE_WEBHOOK_ALLOW_PRIVATE_URLS=true "
+            "to allow it (development, or receivers inside your network)",
+            field="url",
+        )
     return url
 
 
@@ -79,7 +97,7 @@ def create(
 ) -> tuple[Subscription, str]:
     """Subscribe ``url`` to ``event_types``; returns the subscription and its secret (shown once)."""
     patterns = n.check_patterns(event_types)
-    check_url(url)
+    check_url(url, allow_private=uow.runtime.settings.webhook_allow_private_urls)
     sub_id = "whs_" + pysecrets.token_hex(8)
     secret = sig.new_secret()
     uow.conn.execute(

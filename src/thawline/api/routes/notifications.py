@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from thawline.api.deps import ReadUow, RuntimeDep, require
 from thawline.domain import notifications as n
 from thawline.domain.apikeys import Scope
+from thawline.domain.errors import InvalidInputError
 from thawline.i18n import t
 from thawline.oplog.entry import Actor, ActorKind
 from thawline.services import accounts, inbox, live, timeline
@@ -25,7 +26,7 @@ from thawline.services.unit_of_work import UnitOfWork
 router = APIRouter(prefix="/v1", tags=["notifications"])
 CanReadAccounts = Annotated[ApiKeyInfo, Depends(require(Scope.ACCOUNTS_READ))]
 CanWriteNotifications = Annotated[ApiKeyInfo, Depends(require(Scope.NOTIFICATIONS_WRITE))]
-CanReview = Annotated[ApiKeyInfo, Depends(require(Scope.REVIEWS_WRITE))]
+CanReview = Annotated[ApiKeyInfo, Depends(require(Scope.REVIEWS_WRITE, Scope.REVIEWS_LEAD))]
 HEARTBEAT_SECONDS = 15.0
 
 
@@ -140,9 +141,11 @@ def put_preferences(
     quiet = None
     if body.quiet_hours is not None:
         q = body.quiet_hours
-        quiet = n.QuietHours(
-            n.parse_hhmm(q.start, "quiet_hours.start"), n.parse_hhmm(q.end, "quiet_hours.end"), q.time_zone
-        )
+        start, end = n.parse_hhmm(q.start, "quiet_hours.start"), n.parse_hhmm(q.end, "quiet_hours.end")
+        try:
+            quiet = n.QuietHours(start, end, q.time_zone)
+        except InvalidInputError as exc:  # name the field as the request spells it
+            raise InvalidInputError(str(exc), field=f"quiet_hours.{exc.field}") from exc
     prefs = inbox.Preferences(body.email_opt_out, body.sms_opt_out, quiet)
     with UnitOfWork(runtime) as uow:
         stored = inbox.set_preferences(uow, account_id, prefs, Actor(ActorKind.HOLDER, key.id))
@@ -186,18 +189,23 @@ def _resume_from(last_event_id: str | None, after: int | None) -> int | None:
     return None
 
 
+Backlog = list[tuple[str, int, dict[str, Any]]]
+
+
 async def _stream(
     request: Request,
     topic: str,
-    backlog: list[tuple[str, int, dict[str, Any]]],
+    backlog: Callable[[], Backlog],
     shape: Any,
 ) -> AsyncIterator[bytes]:
     feed: live.LiveFeed = request.app.state.live
+    # Subscribe before reading the backlog: a step committed in between then arrives live (and is
+    # dropped below if the backlog had it too) instead of falling into the gap between the two.
     queue = feed.subscribe(topic)
     try:
         yield b"retry: 2000\n\n"
         last = -1
-        for event, seq, data in backlog:
+        for event, seq, data in await run_in_threadpool(backlog):
             last = max(last, seq)
             yield _sse(event, seq, data)
         while True:
@@ -217,6 +225,10 @@ async def _stream(
         feed.unsubscribe(topic, queue)
 
 
+def _no_backlog() -> Backlog:
+    return []
+
+
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -232,20 +244,22 @@ async def account_stream(  # noqa: PLR0917 - FastAPI passes parameters by name
 ) -> StreamingResponse:
     """Server-Sent Events for the holder's portal: `status` (each step in plain words), `message` (站内信)."""
 
-    def load() -> tuple[str, list[tuple[str, int, dict[str, Any]]]]:
+    def account_language() -> str:
         with UnitOfWork(runtime, read_only=True) as uow:
-            language = lang or accounts.get(uow, account_id).language
-            resume = _resume_from(last_event_id, after)
-            items = []
-            if resume is not None:
-                for i in timeline.timeline(uow, account_id, timeline.Audience.HOLDER, language):
-                    if i.seq > resume:
-                        items.append(
-                            ("status", i.seq, {"seq": i.seq, "action": i.action, "summary": i.summary})
-                        )
-            return language, items
+            return lang or accounts.get(uow, account_id).language  # 404 before the stream opens
 
-    language, backlog = await run_in_threadpool(load)
+    language = await run_in_threadpool(account_language)
+    resume = _resume_from(last_event_id, after)
+
+    def backlog() -> Backlog:
+        if resume is None:
+            return []
+        with UnitOfWork(runtime, read_only=True) as uow:
+            return [
+                ("status", i.seq, {"seq": i.seq, "action": i.action, "summary": i.summary})
+                for i in timeline.timeline(uow, account_id, timeline.Audience.HOLDER, language)
+                if i.seq > resume
+            ]
 
     def shape(item: live.LiveEvent) -> dict[str, Any] | None:
         if item.kind == "message":
@@ -282,5 +296,7 @@ async def console_stream(request: Request, key: CanReview) -> StreamingResponse:
         return item.data
 
     return StreamingResponse(
-        _stream(request, live.CONSOLE, [], shape), media_type="text/event-stream", headers=SSE_HEADERS
+        _stream(request, live.CONSOLE, _no_backlog, shape),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
     )
