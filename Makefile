@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run serve test lint typecheck unit integration e2e bench bench-postgres clean
+.PHONY: install run serve test lint typecheck unit integration e2e bench bench-postgres bench-notify clean
 
 $(BIN)/thawline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,3 +49,6 @@ bench-postgres: install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist src/*.egg-info
+
+bench-notify: install ## Notifications: webhook deliveries/s and SSE latency (one JSON object; --quick: under a minute)
+	$(BIN)/python bench/notify.py

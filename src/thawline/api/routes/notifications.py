@@ -178,6 +178,10 @@ def read_notice(notice_id: str, runtime: RuntimeDep, key: CanReview) -> MessageO
 
 
 def _sse(event: str, seq: int, data: dict[str, Any]) -> bytes:
+    # Only status events carry an id (the log seq, what Last-Event-ID resumes from); a message or
+    # notice caused by the same step would otherwise share it. Missed messages are in the inbox.
+    if event != "status":
+        return b"event: %s\ndata: %s\n\n" % (event.encode(), orjson.dumps(data))
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event.encode(), orjson.dumps(data))
 
 
