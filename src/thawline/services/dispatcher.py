@@ -111,6 +111,14 @@ def _safe(text: str) -> str:
     return "delivery failed (details withheld: personal data)" if find_identifiers(text) else text
 
 
+def _failed(job: Job, exc: Exception) -> Outcome:
+    """The outcome of an attempt that raised: a channel's report, or a crash (kept, not lost)."""
+    if isinstance(exc, DeliveryError):
+        return Outcome(job, ok=False, status=exc.status, error=exc.reason, permanent=exc.permanent)
+    logger.exception("delivery of %s crashed", job.id, exc_info=exc)  # a bug must not lose other outcomes
+    return Outcome(job, ok=False, error=exc.__class__.__name__)
+
+
 class Dispatcher:
     """Claims, sends and records outbox messages."""
 
@@ -186,13 +194,8 @@ class Dispatcher:
             async with gate:
                 try:
                     return await self._attempt(job, client)
-                except DeliveryError as exc:
-                    return Outcome(
-                        job, ok=False, status=exc.status, error=exc.reason, permanent=exc.permanent
-                    )
-                except Exception as exc:  # a bug in one channel must not lose the others' outcomes
-                    logger.exception("delivery of %s crashed", job.id)
-                    return Outcome(job, ok=False, error=f"{exc.__class__.__name__}")
+                except Exception as exc:
+                    return _failed(job, exc)
 
         return list(await asyncio.gather(*(one(j) for j in jobs)))
 
@@ -214,20 +217,20 @@ class Dispatcher:
                 return Outcome(job, ok=True, status=status, receipt=receipt)
             # 410 Gone: the receiver says stop; anything else may get better, so it is retried.
             return Outcome(job, ok=False, status=status, error=f"HTTP {status}", permanent=status == 410)
+        return await asyncio.to_thread(self.attempt_direct, job)
+
+    def attempt_direct(self, job: Job) -> Outcome:
+        """Send an email or SMS job from the calling thread (their clients are synchronous)."""
         if job.channel is n.Channel.EMAIL:
             email = self.runtime.email
             if email is None:
                 raise DeliveryError("no SMTP server is configured", permanent=True)
-            code, receipt = await asyncio.to_thread(
-                email.send, to=job.to, subject=job.subject, body=job.text, message_id=job.id, lang=job.lang
+            code, receipt = email.send(
+                to=job.to, subject=job.subject, body=job.text, message_id=job.id, lang=job.lang
             )
             return Outcome(job, ok=True, status=code, receipt=receipt)
-        receipt = await asyncio.to_thread(
-            self.runtime.sms.send,
-            account_id=job.account_id or "",
-            to_e164=job.to,
-            text=job.text,
-            idempotency_key=job.id,
+        receipt = self.runtime.sms.send(
+            account_id=job.account_id or "", to_e164=job.to, text=job.text, idempotency_key=job.id
         )
         return Outcome(job, ok=True, status=200, receipt=receipt)
 
@@ -353,9 +356,25 @@ class Dispatcher:
             self.runtime.outbox_wake.set()
             return
         try:
-            asyncio.run(self._with_client(ids))
+            jobs, _stats = self.claim(len(ids), ids)
+            if any(j.channel is n.Channel.WEBHOOK for j in jobs):
+                outcomes = asyncio.run(self._send_with_client(jobs))
+            else:  # a code by SMS: no event loop needed, the carrier's client is synchronous
+                outcomes = [self._direct(j) for j in jobs]
+            if outcomes:
+                self.record(outcomes)
         except Exception:  # the message is safe in the outbox; the dispatcher retries it
             logger.exception("immediate delivery failed; left to the dispatcher")
+
+    def _direct(self, job: Job) -> Outcome:
+        try:
+            return self.attempt_direct(job)
+        except Exception as exc:
+            return _failed(job, exc)
+
+    async def _send_with_client(self, jobs: list[Job]) -> list[Outcome]:
+        async with self.client() as client:
+            return await self.send(jobs, client)
 
     async def _with_client(self, ids: list[str] | None) -> RoundStats:
         async with self.client() as client:
