@@ -91,6 +91,10 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000/portal",
         description="Base URL of the holder portal; messages link to <portal_url>/accounts/<id>.",
     )
+    portal_secure_cookies: bool = Field(
+        default=True,
+        description="Portal session cookie only over HTTPS (browsers also allow it on localhost).",
+    )
     smtp_host: str | None = Field(default=None, description="SMTP server; unset: no email is sent.")
     smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port.")
     smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP session with STARTTLS.")

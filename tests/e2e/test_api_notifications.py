@@ -27,8 +27,8 @@ from tests.e2e.test_api_lifecycle import (
     open_and_submit,
 )
 from tests.receivers import HttpReceiver, Received, wait_for
+from thawline.api import sse as routes
 from thawline.api.app import create_app
-from thawline.api.routes import notifications as routes
 from thawline.domain import notifications as n
 from thawline.domain.clock import FakeClock
 from thawline.services.dispatcher import Dispatcher

@@ -6,8 +6,12 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thawline import __version__
 from thawline.api import problems
@@ -18,6 +22,7 @@ from thawline.api.routes import (
     health,
     log,
     notifications,
+    portal,
     review,
     verification,
     webhooks,
@@ -71,6 +76,42 @@ class CheckpointTimer:
                 logger.exception("timed checkpoint failed")
 
 
+# The portal's pages load only their own script and styles; nothing may frame them.
+PORTAL_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+class SecurityHeaders:
+    """ASGI middleware (streams untouched, unlike BaseHTTPMiddleware): nosniff everywhere; on the
+    portal also a strict CSP, no framing, no referrer, and no caching of pages."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Add the headers to the response start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                if path.startswith("/portal"):
+                    headers["Content-Security-Policy"] = PORTAL_CSP
+                    headers["X-Frame-Options"] = "DENY"
+                    headers["Referrer-Policy"] = "no-referrer"
+                    if not path.startswith("/portal/static"):
+                        headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     """Build the app around ``runtime``; ``background`` starts the checkpoint timer and the scheduler."""
 
@@ -114,4 +155,9 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.include_router(list_routes.router)
     app.include_router(notifications.router)
     app.include_router(webhooks.router)
+    app.include_router(portal.api)
+    app.include_router(portal.router)
+    static = resources.files("thawline.resources").joinpath("web/static")
+    app.mount("/portal/static", StaticFiles(directory=str(static)), name="portal-static")
+    app.add_middleware(SecurityHeaders)
     return app

@@ -39,7 +39,8 @@ def scope_text(f: Freeze, lang: str) -> str:
     )
 
 
-def _materials(uow: UnitOfWork, f: Freeze, lang: str) -> list[str]:
+def materials(uow: UnitOfWork, f: Freeze, lang: str) -> list[str]:
+    """The materials an appeal against ``f`` needs, in the holder's words."""
     req = uow.runtime.appeal_requirements.for_category(f.category)
     kinds = list(req.materials)
     if req.voucher_per_flagged_transaction and appeals.flagged_transactions(f):
@@ -66,7 +67,7 @@ def _frozen(c: _Context) -> Vars | None:
     return {
         "freeze_id": c.freeze.id,
         "reason": c.freeze.holder_facing_reason(c.lang),
-        "materials": _materials(c.uow, c.freeze, c.lang),
+        "materials": materials(c.uow, c.freeze, c.lang),
         "self_service": req.self_service is not None,
         "review_by": when(c.freeze.review_by, c.lang),
         "scope_text": scope_text(c.freeze, c.lang),

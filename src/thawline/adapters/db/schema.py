@@ -545,3 +545,29 @@ notification_preference = Table(
     Column("time_zone", String(64), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# The holder portal (issue #6): one-time entry links issued through the integrator's API, and the
+# sessions they open. Only SHA-256 hashes of the tokens are stored.
+portal_link = Table(
+    "portal_link",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(64), ForeignKey("account.id"), nullable=False),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("issued_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+)
+
+portal_session = Table(
+    "portal_session",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(64), ForeignKey("account.id"), nullable=False),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+)

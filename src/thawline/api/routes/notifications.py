@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
+from thawline.api import sse
 from thawline.api.deps import ReadUow, RuntimeDep, require
 from thawline.domain import notifications as n
 from thawline.domain.apikeys import Scope
 from thawline.domain.errors import InvalidInputError
-from thawline.i18n import t
 from thawline.oplog.entry import Actor, ActorKind
-from thawline.services import accounts, inbox, live, timeline
+from thawline.services import inbox, live
 from thawline.services.apikeys import ApiKeyInfo
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -177,65 +173,6 @@ def read_notice(notice_id: str, runtime: RuntimeDep, key: CanReview) -> MessageO
     return _out(m)
 
 
-def _sse(event: str, seq: int, data: dict[str, Any]) -> bytes:
-    # Only status events carry an id (the log seq, what Last-Event-ID resumes from); a message or
-    # notice caused by the same step would otherwise share it. Missed messages are in the inbox.
-    if event != "status":
-        return b"event: %s\ndata: %s\n\n" % (event.encode(), orjson.dumps(data))
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event.encode(), orjson.dumps(data))
-
-
-def _resume_from(last_event_id: str | None, after: int | None) -> int | None:
-    if after is not None:
-        return after
-    if last_event_id and last_event_id.isdigit():
-        return int(last_event_id)
-    return None
-
-
-Backlog = list[tuple[str, int, dict[str, Any]]]
-
-
-async def _stream(
-    request: Request,
-    topic: str,
-    backlog: Callable[[], Backlog],
-    shape: Any,
-) -> AsyncIterator[bytes]:
-    feed: live.LiveFeed = request.app.state.live
-    # Subscribe before reading the backlog: a step committed in between then arrives live (and is
-    # dropped below if the backlog had it too) instead of falling into the gap between the two.
-    queue = feed.subscribe(topic)
-    try:
-        yield b"retry: 2000\n\n"
-        last = -1
-        for event, seq, data in await run_in_threadpool(backlog):
-            last = max(last, seq)
-            yield _sse(event, seq, data)
-        while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
-            except TimeoutError:
-                if await request.is_disconnected():
-                    return
-                yield b": keep-alive\n\n"
-                continue
-            if item.kind == "status" and item.seq <= last:
-                continue  # already sent from the backlog
-            shaped = shape(item)
-            if shaped is not None:
-                yield _sse(item.kind, item.seq, shaped)
-    finally:
-        feed.unsubscribe(topic, queue)
-
-
-def _no_backlog() -> Backlog:
-    return []
-
-
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-
-
 @router.get("/accounts/{account_id}/stream", response_class=StreamingResponse)
 async def account_stream(  # noqa: PLR0917 - FastAPI passes parameters by name
     account_id: str,
@@ -247,46 +184,7 @@ async def account_stream(  # noqa: PLR0917 - FastAPI passes parameters by name
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Server-Sent Events for the holder's portal: `status` (each step in plain words), `message` (站内信)."""
-
-    def account_language() -> str:
-        with UnitOfWork(runtime, read_only=True) as uow:
-            return lang or accounts.get(uow, account_id).language  # 404 before the stream opens
-
-    language = await run_in_threadpool(account_language)
-    resume = _resume_from(last_event_id, after)
-
-    def backlog() -> Backlog:
-        if resume is None:
-            return []
-        with UnitOfWork(runtime, read_only=True) as uow:
-            return [
-                ("status", i.seq, {"seq": i.seq, "action": i.action, "summary": i.summary})
-                for i in timeline.timeline(uow, account_id, timeline.Audience.HOLDER, language)
-                if i.seq > resume
-            ]
-
-    def shape(item: live.LiveEvent) -> dict[str, Any] | None:
-        if item.kind == "message":
-            return item.data
-        action = item.data["action"]
-        if action not in timeline.HOLDER_ACTIONS:
-            return None
-        key = f"timeline.{action}"
-        summary = (
-            t(key, language, reason="").rstrip(": ：") if action == "account.frozen" else t(key, language)
-        )
-        return {
-            "seq": item.seq,
-            "action": action,
-            "summary": summary,
-            **{k: item.data[k] for k in ("freeze_id", "appeal_id", "status") if item.data.get(k)},
-        }
-
-    return StreamingResponse(
-        _stream(request, f"account:{account_id}", backlog, shape),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
+    return await sse.holder_stream(request, runtime, account_id, lang, sse.resume_from(last_event_id, after))
 
 
 @router.get("/console/stream", response_class=StreamingResponse)
@@ -299,8 +197,4 @@ async def console_stream(request: Request, key: CanReview) -> StreamingResponse:
             return None
         return item.data
 
-    return StreamingResponse(
-        _stream(request, live.CONSOLE, _no_backlog, shape),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
+    return sse.response(sse.stream(request, live.CONSOLE, sse.no_backlog, shape))

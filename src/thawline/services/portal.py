@@ -1,0 +1,132 @@
+"""The holder portal's way in: one-time links issued through the integrator's API, and the sessions they open.
+
+A link is good once and for ``LINK_LIFETIME``; entering it opens a session bound to that one account
+(the holder sees nothing else). Tokens are 256 random bits; only their SHA-256 is stored, so a
+database reader cannot sign in as a holder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from thawline.adapters.db.schema import portal_link, portal_session
+from thawline.domain.errors import PermissionDeniedError
+from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
+from thawline.services import accounts
+from thawline.services.unit_of_work import UnitOfWork
+
+LINK_LIFETIME = timedelta(minutes=15)
+SESSION_LIFETIME = timedelta(hours=2)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class PortalSession:
+    """A signed-in holder: one account, a CSRF token for forms, an end."""
+
+    id: str
+    account_id: str
+    csrf: str
+    expires_at: datetime
+
+
+def issue_link(uow: UnitOfWork, account_id: str, actor: Actor) -> tuple[str, str, datetime]:
+    """A one-time entry link for the account's holder: (link id, token, expiry). Recorded."""
+    accounts.get(uow, account_id)
+    now = uow.runtime.clock.now()
+    link_id, token = "pl_" + secrets.token_hex(8), secrets.token_urlsafe(32)
+    expires = now + LINK_LIFETIME
+    uow.conn.execute(
+        portal_link.insert().values(
+            id=link_id,
+            account_id=account_id,
+            token_hash=_digest(token),
+            issued_by=actor.ref,
+            created_at=now,
+            expires_at=expires,
+        )
+    )
+    uow.mark_changed()
+    uow.record(
+        LogRecord(
+            action="portal.link_issued",
+            actor=actor,
+            subject=Subject(account_id=account_id, ref=f"portal_link:{link_id}"),
+            details={"expires_at": expires.isoformat()},
+        )
+    )
+    return link_id, token, expires
+
+
+def enter(uow: UnitOfWork, token: str) -> tuple[PortalSession, str]:
+    """Spend a link: a new session and its cookie token. Unknown, used or expired links are refused alike."""
+    now = uow.runtime.clock.now()
+    row = uow.conn.execute(select(portal_link).where(portal_link.c.token_hash == _digest(token))).first()
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        raise PermissionDeniedError("this link is not valid any more; ask the app for a new one")
+    spent = uow.conn.execute(
+        update(portal_link)
+        .where(portal_link.c.id == row.id, portal_link.c.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if spent.rowcount != 1:  # two tabs raced for the same link: only one gets in
+        raise PermissionDeniedError("this link is not valid any more; ask the app for a new one")
+    session_id, session_token = "ps_" + secrets.token_hex(8), secrets.token_urlsafe(32)
+    session = PortalSession(session_id, row.account_id, secrets.token_urlsafe(24), now + SESSION_LIFETIME)
+    uow.conn.execute(
+        portal_session.insert().values(
+            id=session_id,
+            account_id=row.account_id,
+            token_hash=_digest(session_token),
+            csrf=session.csrf,
+            created_at=now,
+            expires_at=session.expires_at,
+        )
+    )
+    uow.mark_changed()
+    uow.record(
+        LogRecord(
+            action="portal.signed_in",
+            actor=Actor(ActorKind.HOLDER, row.account_id),
+            subject=Subject(account_id=row.account_id, ref=f"portal_session:{session_id}"),
+            details={"link_id": row.id},
+        )
+    )
+    return session, session_token
+
+
+def current(uow: UnitOfWork, session_token: str | None) -> PortalSession | None:
+    """The live session a cookie names, or None."""
+    if not session_token:
+        return None
+    row = uow.conn.execute(
+        select(portal_session).where(portal_session.c.token_hash == _digest(session_token))
+    ).first()
+    if row is None or row.ended_at is not None or row.expires_at <= uow.runtime.clock.now():
+        return None
+    return PortalSession(row.id, row.account_id, row.csrf, row.expires_at)
+
+
+def sign_out(uow: UnitOfWork, session: PortalSession) -> None:
+    """End the session (recorded)."""
+    uow.conn.execute(
+        update(portal_session)
+        .where(portal_session.c.id == session.id, portal_session.c.ended_at.is_(None))
+        .values(ended_at=uow.runtime.clock.now())
+    )
+    uow.mark_changed()
+    uow.record(
+        LogRecord(
+            action="portal.signed_out",
+            actor=Actor(ActorKind.HOLDER, session.account_id),
+            subject=Subject(account_id=session.account_id, ref=f"portal_session:{session.id}"),
+        )
+    )
