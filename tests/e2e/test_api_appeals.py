@@ -34,7 +34,7 @@ def test_an_appeal_from_draft_to_submitted(client: TestClient) -> None:
     checklist = client.get(f"/v1/appeals/{appeal_id}/completeness?lang=zh-CN").json()
     assert checklist["flagged_transactions"] == ["tx_9001"]
     assert [m["message"] for m in checklist["missing"]] == [
-        "缺少材料：explanation_letter",
+        "缺少材料：签名的情况说明",
         "缺少以下交易的交易凭证：tx_9001",
     ]
     assert checklist["guidance"][0].startswith("请使用常用")

@@ -109,3 +109,66 @@ def test_a_holder_sees_only_their_own_account(runtime: Runtime, browser_like: Te
     browser_like.get(_link(runtime))
     assert browser_like.get("/portal/accounts/acc_1", follow_redirects=False).status_code == 303
     assert browser_like.get("/portal/accounts/acc_2", follow_redirects=False).status_code == 403
+
+
+def _csrf(page: str) -> str:
+    return page.split('name="csrf" value="')[1].split('"', maxsplit=1)[0]
+
+
+def test_the_holder_appeals_sees_what_is_missing_completes_and_submits(
+    runtime: Runtime, browser_like: TestClient
+) -> None:
+    lc.register(runtime)
+    lc.flagged_hf(runtime)
+    browser_like.get(_link(runtime))
+    page = browser_like.get("/portal/account?lang=en").text
+    freeze_id = page.split('action="/portal/freezes/')[1].split("/")[0]
+    opened = browser_like.post(
+        f"/portal/freezes/{freeze_id}/appeal", data={"csrf": _csrf(page), "explanation": "My own payments."}
+    )
+    assert opened.status_code == 200
+    page = browser_like.get("/portal/account?lang=en").text
+    assert "voucher missing for transactions T1" in page  # exactly what is missing
+    appeal_id = page.split('action="/portal/appeals/')[1].split("/")[0]
+    refused = browser_like.post(f"/portal/appeals/{appeal_id}/submit", data={"csrf": _csrf(page)})
+    assert refused.status_code == 422
+    assert "voucher missing for transactions T1" in refused.text
+    from tests.files import pdf  # noqa: PLC0415
+
+    uploaded = browser_like.post(
+        f"/portal/appeals/{appeal_id}/materials",
+        data={"csrf": _csrf(page), "kind": "transaction_voucher", "transaction_ids": "T1"},
+        files={"file": ("voucher.pdf", pdf("voucher"), "application/pdf")},
+    )
+    assert uploaded.status_code == 200
+    page = browser_like.get("/portal/account?lang=en").text
+    assert "voucher missing" not in page
+    assert "missing: a signed explanation letter" in page  # the checklist moves on as materials arrive
+    letter = browser_like.post(
+        f"/portal/appeals/{appeal_id}/materials",
+        data={"csrf": _csrf(page), "kind": "explanation_letter"},
+        files={"file": ("letter.txt", b"I bought these myself.", "text/plain")},
+    )
+    assert letter.status_code == 200
+    page = browser_like.get("/portal/account?lang=en").text
+    assert 'id="complete"' in page
+    submitted = browser_like.post(f"/portal/appeals/{appeal_id}/submit", data={"csrf": _csrf(page)})
+    assert submitted.status_code == 200
+    assert 'data-status="submitted"' in submitted.text
+    assert _actions(runtime, "appeal.")[:4] == [
+        "appeal.opened",
+        "appeal.material_added",
+        "appeal.material_added",
+        "appeal.submitted",
+    ]
+
+
+def test_a_holder_cannot_act_on_someone_elses_appeal(runtime: Runtime, browser_like: TestClient) -> None:
+    lc.register(runtime)
+    lc.register(runtime, "acc_2")
+    other = lc.submit_appeal(runtime, lc.freeze(runtime, "acc_2"))
+    browser_like.get(_link(runtime))
+    csrf = _csrf(browser_like.get("/portal/account").text)
+    refused = browser_like.post(f"/portal/appeals/{other}/expedite", data={"csrf": csrf})
+    assert refused.status_code == 422
+    assert "not yours" in refused.text

@@ -82,7 +82,7 @@ def test_the_checklist_names_each_missing_voucher_and_submission_waits_for_it(
     appeal_id = _open(runtime, _frozen(runtime), explanation="")
     assert _messages(runtime, appeal_id) == [
         "the explanation is missing",
-        "explanation_letter missing",
+        "missing: a signed explanation letter",
         "voucher missing for transactions T1 and T7",
     ]
     _add(runtime, appeal_id, MaterialKind.EXPLANATION_LETTER, pdf("I pay my staff on the 25th"))

@@ -51,7 +51,7 @@ def test_a_voucher_covers_only_the_transactions_it_names() -> None:
     vouchers = [Material("m1", MaterialKind.TRANSACTION_VOUCHER, "0" * 64, "image/png", 10, ("T1", "T3"))]
     missing = missing_items(req, ("T1", "T2", "T3", "T7"), vouchers, "why")
     assert [m.message() for m in missing] == [
-        "explanation_letter missing",
+        "missing: a signed explanation letter",
         "voucher missing for transactions T2 and T7",
     ]
     letter = Material("m2", MaterialKind.EXPLANATION_LETTER, "1" * 64, "application/pdf", 10)

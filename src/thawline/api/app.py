@@ -23,6 +23,7 @@ from thawline.api.routes import (
     log,
     notifications,
     portal,
+    portal_appeals,
     review,
     verification,
     webhooks,
@@ -157,6 +158,7 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(portal.api)
     app.include_router(portal.router)
+    app.include_router(portal_appeals.router)
     static = resources.files("thawline.resources").joinpath("web/static")
     app.mount("/portal/static", StaticFiles(directory=str(static)), name="portal-static")
     app.add_middleware(SecurityHeaders)

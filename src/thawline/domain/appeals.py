@@ -14,6 +14,7 @@ from typing import Any
 
 from thawline.domain.errors import ConflictError, InvalidInputError
 from thawline.domain.freezes import ReasonCategory
+from thawline.i18n import t
 
 
 class MaterialKind(StrEnum):
@@ -168,8 +169,9 @@ class Missing:
         if self.code == "voucher_missing":
             ids = "、".join(self.transaction_ids) if zh else _and(self.transaction_ids)
             return f"缺少以下交易的交易凭证：{ids}" if zh else f"voucher missing for transactions {ids}"
-        kind = self.kind.value if self.kind else "material"
-        return f"缺少材料：{kind}" if zh else f"{kind} missing"
+        kind = self.kind.value if self.kind else "other"
+        label = t(f"material.{kind}", lang)
+        return f"缺少材料：{label}" if zh else f"missing: {label}"
 
 
 def _and(items: tuple[str, ...]) -> str:

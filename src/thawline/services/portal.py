@@ -14,10 +14,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
+from thawline.adapters.db.schema import appeal as appeal_table
 from thawline.adapters.db.schema import portal_link, portal_session
+from thawline.domain.appeals import Appeal
 from thawline.domain.errors import PermissionDeniedError
 from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
-from thawline.services import accounts
+from thawline.services import accounts, appeals
 from thawline.services.unit_of_work import UnitOfWork
 
 LINK_LIFETIME = timedelta(minutes=15)
@@ -130,3 +132,14 @@ def sign_out(uow: UnitOfWork, session: PortalSession) -> None:
             subject=Subject(account_id=session.account_id, ref=f"portal_session:{session.id}"),
         )
     )
+
+
+def latest_appeal(uow: UnitOfWork, freeze_id: str) -> Appeal | None:
+    """The newest appeal against a freeze (any status), or None."""
+    row = uow.conn.execute(
+        select(appeal_table)
+        .where(appeal_table.c.freeze_id == freeze_id)
+        .order_by(appeal_table.c.round.desc(), appeal_table.c.created_at.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else appeals.from_row(row)

@@ -14,10 +14,21 @@ from thawline.api import sse
 from thawline.api.deps import RuntimeDep, require
 from thawline.domain import authorization
 from thawline.domain.apikeys import Scope
-from thawline.domain.errors import PermissionDeniedError
+from thawline.domain.appeals import EDITABLE, LAPSED, OPEN, AppealStatus
+from thawline.domain.errors import NotFoundError, PermissionDeniedError
 from thawline.i18n import pick_language, t
 from thawline.oplog.entry import Actor, ActorKind
-from thawline.services import accounts, freezes, inbox, messages, portal, timeline
+from thawline.services import (
+    accounts,
+    appeals,
+    expedite,
+    freezes,
+    inbox,
+    messages,
+    portal,
+    timeline,
+    verification,
+)
 from thawline.services.apikeys import ApiKeyInfo
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
@@ -25,6 +36,7 @@ from thawline.services.unit_of_work import UnitOfWork
 router = APIRouter(prefix="/portal", include_in_schema=False)
 api = APIRouter(prefix="/v1", tags=["holder portal"])
 COOKIE = "thawline_portal"
+LANG_COOKIE = "thawline_portal_lang"  # the language the holder switched to, remembered for the forms
 SessionCookie = Annotated[str | None, Cookie(alias=COOKIE)]
 Lang = Annotated[str | None, Query(pattern="^(zh-CN|en)$")]
 _pages = Environment(
@@ -95,8 +107,45 @@ def enter(request: Request, runtime: RuntimeDep, token: str = "", lang: Lang = N
     return reply
 
 
+def appeal_view(uow: UnitOfWork, f: Any, lang: str, expedites_left: int) -> dict[str, Any]:
+    """Where the holder's appeal against ``f`` stands, and what they can do next."""
+    rounds = uow.runtime.appeal_requirements.rounds
+    a = portal.latest_appeal(uow, f.id)
+    if a is None or a.status in LAPSED or (a.status is AppealStatus.REJECTED and a.round < rounds):
+        return {"can_open": True, "round": 1 if a is None else a.round + (a.status is AppealStatus.REJECTED)}
+    view: dict[str, Any] = {
+        "can_open": False,
+        "id": a.id,
+        "status": a.status.value,
+        "status_text": t(f"portal.appeal.{a.status.value}", lang),
+        "editable": a.status in EDITABLE,
+        "expedited": a.expedited,
+        "can_expedite": a.status in OPEN and not a.expedited and expedites_left > 0,
+        "expedites_left": expedites_left,
+        "final": a.status is AppealStatus.REJECTED,
+        "verify": None,
+    }
+    if a.status in EDITABLE:
+        check = appeals.completeness(uow, a.id, lang)
+        view |= {
+            "missing": [m.message(lang) for m in check.missing],
+            "kinds": [(k.value, t(f"material.{k.value}", lang)) for k in check.required_materials],
+            "flagged": list(check.flagged_transactions),
+            "uploaded": [t(f"material.{m.kind.value}", lang) for m in appeals.materials(uow, a.id)],
+            "explanation": a.explanation,
+        }
+    if a.status is AppealStatus.APPROVED:
+        try:
+            v = verification.get(uow, a.id)
+        except NotFoundError:
+            v = None
+        if v is not None and v.status == "pending":
+            view["verify"] = {"required": list(v.required), "passed": sorted(v.done)}
+    return view
+
+
 def _account_page(
-    runtime: Runtime, session: portal.PortalSession, chosen: str | None
+    runtime: Runtime, session: portal.PortalSession, chosen: str | None, error: str | None = None
 ) -> tuple[str, dict[str, Any]]:
     with UnitOfWork(runtime, read_only=True) as uow:
         account = accounts.get(uow, session.account_id)
@@ -105,6 +154,7 @@ def _account_page(
         everything = freezes.list_freezes(uow, account.id)
         active = [f for f in everything if f.in_force(now)]
         shown = []
+        quota = expedite.quota(uow, account.id)
         for f in active:
             req = runtime.appeal_requirements.for_category(f.category)
             shown.append(
@@ -115,6 +165,7 @@ def _account_page(
                     "review_by": messages.when(f.review_by, lang),
                     "materials": messages.materials(uow, f, lang),
                     "self_service": req.self_service is not None,
+                    "appeal": appeal_view(uow, f, lang, quota.remaining),
                 }
             )
         probation = (
@@ -130,6 +181,7 @@ def _account_page(
             "unread": inbox.unread_count(uow, account.id),
             "csrf": session.csrf,
             "other_lang": "en" if lang == "zh-CN" else "zh-CN",
+            "error": error,
         }
 
 
@@ -141,8 +193,12 @@ async def account_page(
     session = await run_in_threadpool(_session, runtime, cookie)
     if session is None:
         return _denied(_lang(request, lang))
-    language, values = await run_in_threadpool(_account_page, runtime, session, lang)
-    return _page("account.html", language, **values)
+    chosen = lang or request.cookies.get(LANG_COOKIE)
+    language, values = await run_in_threadpool(_account_page, runtime, session, chosen)
+    page = _page("account.html", language, **values)
+    if lang is not None:
+        page.set_cookie(LANG_COOKIE, lang, httponly=True, samesite="strict", path="/portal", secure=True)
+    return page
 
 
 @router.get("/accounts/{account_id}")

@@ -45,3 +45,27 @@
     unread.textContent = String(Number(unread.textContent) + 1);
   });
 })();
+
+// Uploads with progress: the form still works without script (a normal multipart POST).
+(function () {
+  "use strict";
+  Array.prototype.forEach.call(document.querySelectorAll("form.upload"), function (form) {
+    form.addEventListener("submit", function (e) {
+      if (!window.FormData || !window.XMLHttpRequest) { return; }
+      e.preventDefault();
+      var bar = form.querySelector("progress");
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.upload.addEventListener("progress", function (p) {
+        if (p.lengthComputable) { bar.hidden = false; bar.value = Math.round(100 * p.loaded / p.total); }
+      });
+      xhr.addEventListener("load", function () {
+        if (xhr.status === 200) { window.location.assign("/portal/account"); return; }
+        document.open();
+        document.write(xhr.responseText);  // the page again, saying why the upload was refused
+        document.close();
+      });
+      xhr.send(new FormData(form));
+    });
+  });
+})();
