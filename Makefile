@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run serve test lint typecheck unit integration e2e bench bench-postgres bench-notify clean
+.PHONY: install run serve test lint typecheck unit integration e2e e2e-browser bench bench-postgres bench-notify clean
 
 $(BIN)/thawline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ integration: install
 
 e2e: install
 	$(BIN)/pytest tests/e2e
+
+e2e-browser: install ## Real-browser tests: Playwright driving Debian chromium (apt-get install chromium)
+	$(BIN)/pytest tests/browser
 
 bench: install ## Operation-log benchmark on SQLite (one JSON object)
 	$(BIN)/python bench/oplog.py
