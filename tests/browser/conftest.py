@@ -148,7 +148,10 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         make_settings(f"sqlite:///{tmp_path / 'thawline.db'}", tmp_path, portal_url=f"{url}/portal")
     )
     server = uvicorn.Server(
-        uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+        # Open SSE streams (the portal's live timeline) end at shutdown instead of holding it up.
+        uvicorn.Config(
+            create_app(runtime), host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
     try:
