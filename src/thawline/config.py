@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     sla_warning_hours: float = Field(
         default=12.0, ge=0, description="Warn staff this long before a first-response deadline."
     )
+    console_secure_cookies: bool = Field(
+        default=True,
+        description="Staff console cookies only over HTTPS (browsers also allow them on localhost).",
+    )
 
     @cached_property
     def large_amounts(self) -> dict[str, Decimal]:

@@ -18,6 +18,7 @@ from thawline.api import problems
 from thawline.api.routes import (
     accounts,
     appeals,
+    console,
     events,
     health,
     log,
@@ -82,11 +83,16 @@ PORTAL_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+# The staff console runs no script at all: its own styles and same-origin forms only.
+CONSOLE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 class SecurityHeaders:
     """ASGI middleware (streams untouched, unlike BaseHTTPMiddleware): nosniff everywhere; on the
-    portal also a strict CSP, no framing, no referrer, and no caching of pages."""
+    portal and the staff console also a strict CSP, no framing, no referrer, and no caching of pages."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -102,8 +108,9 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["X-Content-Type-Options"] = "nosniff"
-                if path.startswith("/portal"):
-                    headers["Content-Security-Policy"] = PORTAL_CSP
+                if path.startswith(("/portal", "/console")):
+                    staff_page = path.startswith("/console")
+                    headers["Content-Security-Policy"] = CONSOLE_CSP if staff_page else PORTAL_CSP
                     headers["X-Frame-Options"] = "DENY"
                     headers["Referrer-Policy"] = "no-referrer"
                     if not path.startswith("/portal/static"):
@@ -159,6 +166,7 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.include_router(portal.api)
     app.include_router(portal.router)
     app.include_router(portal_appeals.router)
+    app.include_router(console.router)
     static = resources.files("thawline.resources").joinpath("web/static")
     app.mount("/portal/static", StaticFiles(directory=str(static)), name="portal-static")
     app.add_middleware(SecurityHeaders)

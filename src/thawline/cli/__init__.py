@@ -13,6 +13,7 @@ from thawline.cli import (
     rescreen,
     review,
     simulate,
+    staff,
     verification,
     worker,
 )
@@ -40,6 +41,7 @@ app.command("demo")(demo.demo)
 app.add_typer(list_cli.lists_app, name="lists")
 app.add_typer(notify.outbox_app, name="outbox")
 app.add_typer(notify.webhook_app, name="webhook")
+app.add_typer(staff.staff_app, name="staff")
 
 
 def main() -> None:

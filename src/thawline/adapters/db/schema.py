@@ -571,3 +571,35 @@ portal_session = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("ended_at", UTCDateTime),
 )
+
+# Staff of the console (issue #6): argon2id password hashes, roles (space-separated), the sign-in
+# lockout, an optional TOTP secret sealed with the vault's secrets key, and the sessions they open.
+# Only SHA-256 hashes of session tokens are stored.
+staff_user = Table(
+    "staff_user",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("roles", String(200), nullable=False),
+    Column("totp_secret", LargeBinary),  # sealed; NULL: no second factor enrolled
+    Column("totp_last_step", BigInteger),  # the newest time step used, so a code works once
+    Column("failed_count", Integer, nullable=False),
+    Column("locked_until", UTCDateTime),
+    Column("disabled_at", UTCDateTime),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_sign_in_at", UTCDateTime),
+)
+
+staff_session = Table(
+    "staff_session",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("staff_user.id"), nullable=False, index=True),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+)

@@ -1,0 +1,198 @@
+"""The staff console: the review queue, the case page, claiming and deciding cases.
+
+Server-rendered. Every route declares the permission it needs through the gate in ``console_auth``
+(whose router, with sign-in and sign-out, this module shares); forms carry the session's CSRF token.
+Who may do what is the table in ``thawline.domain.staff``; a case waiting for its four-eyes second
+approval also needs the senior permission, and the review service keeps its own rules (never the
+first approver twice, never the freeze's creator, never a conflicted reviewer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import Form, Request
+from fastapi.responses import Response
+
+from thawline.api.deps import RuntimeDep
+from thawline.api.pages import page
+from thawline.api.routes import console_auth
+from thawline.api.routes.console_auth import Lang, Reader, Reviewer, denied, language_of, see_other
+from thawline.domain.appeals import QUEUED, Appeal
+from thawline.domain.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    ThawlineError,
+)
+from thawline.domain.review import REASON_CODES, Decision
+from thawline.domain.staff import case_step_permission, check_permission
+from thawline.i18n import t
+from thawline.services import appeals, freezes, review, staff, timeline
+from thawline.services.runtime import Runtime
+from thawline.services.staff_sessions import StaffSession
+from thawline.services.unit_of_work import UnitOfWork
+
+router = console_auth.router  # sign-in and sign-out live there; the case pages join them here
+STATUS_OF: dict[type[ThawlineError], int] = {
+    PermissionDeniedError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    InvalidInputError: 422,
+}
+
+
+def countdown(runtime: Runtime, appeal: Appeal, lang: str) -> tuple[str, str]:
+    """(css class, text) of the first-response deadline: time left, 'breached', or answered."""
+    due = appeal.first_response_due
+    if appeal.first_responded_at is not None or due is None:
+        return "answered", t("console.sla.answered", lang)
+    left = due - runtime.clock.now()
+    if left <= timedelta(0):
+        return "breached", t("console.sla.breached", lang)
+    hours, minutes = divmod(int(left.total_seconds()) // 60, 60)
+    soon = left <= timedelta(hours=runtime.settings.sla_warning_hours)
+    return ("soon" if soon else "ok"), t("console.sla.left", lang, hours=hours, minutes=minutes)
+
+
+@router.get("")
+def queue_page(
+    request: Request,
+    runtime: RuntimeDep,
+    who: Reader,
+    view: Literal["all", "mine", "unassigned"] = "all",
+    lang: Lang = None,
+) -> Response:
+    """The review queue: expedited first, then by first-response deadline, with claim buttons."""
+    if isinstance(who, Response):
+        return who
+    language = language_of(request, runtime, lang)
+    with UnitOfWork(runtime, read_only=True) as uow:
+        mine = who.user.actor.ref
+        items = review.queue(
+            uow, assignee=mine if view == "mine" else None, unassigned=view == "unassigned", limit=200
+        )
+        names = _names(uow)
+    rows = [
+        {
+            "item": i,
+            "sla": countdown(runtime, i.appeal, language),
+            "mine": i.appeal.assignee == mine,
+            "can_claim": i.appeal.assignee is None and who.may(case_step_permission(i.appeal.status)),
+        }
+        for i in items
+    ]
+    return page(
+        "console_queue.html", language, session=who, path="/console", rows=rows, view=view, names=names
+    )
+
+
+def _names(uow: UnitOfWork) -> dict[str, str]:
+    """Staff usernames by how cases and reviews name them ('reviewer:st_…'), for display."""
+    return {u.actor.ref: u.username for u in staff.list_users(uow)}
+
+
+def _case(runtime: Runtime, appeal_id: str, who: StaffSession, lang: str) -> dict[str, Any]:
+    with UnitOfWork(runtime, read_only=True) as uow:
+        a = appeals.get(uow, appeal_id)
+        may_act = who.may(case_step_permission(a.status)) and a.status in QUEUED
+        return {
+            "appeal": a,
+            "freeze": freezes.get(uow, a.freeze_id),
+            "flagged": freezes.flagged(uow, a.freeze_id),
+            "materials": appeals.materials(uow, appeal_id),
+            "reviews": review.reviews(uow, appeal_id),
+            "steps": timeline.timeline(uow, a.account_id, timeline.Audience.STAFF, lang),
+            "sla": countdown(runtime, a, lang),
+            "can_claim": may_act and a.assignee is None,
+            "can_decide": may_act and a.assignee == who.user.actor.ref,
+            "decisions": [(d.value, sorted(REASON_CODES[d])) for d in Decision],
+            "names": _names(uow),
+        }
+
+
+def _case_page(
+    runtime: Runtime, appeal_id: str, who: StaffSession, lang: str, *, status: int = 200, error: str = ""
+) -> Response:
+    try:
+        values = _case(runtime, appeal_id, who, lang)
+    except NotFoundError as exc:
+        return denied(lang, who, str(exc), 404)
+    path = f"/console/appeals/{appeal_id}"
+    return page("console_case.html", lang, status, session=who, error=error, path=path, **values)
+
+
+@router.get("/appeals/{appeal_id}")
+def case_page(
+    appeal_id: str, request: Request, runtime: RuntimeDep, who: Reader, lang: Lang = None
+) -> Response:
+    """One case: reasons and evidence, flagged transactions, timeline, materials, reviews, decision form."""
+    if isinstance(who, Response):
+        return who
+    return _case_page(runtime, appeal_id, who, language_of(request, runtime, lang))
+
+
+def _act(
+    request: Request,
+    runtime: Runtime,
+    appeal_id: str,
+    who: StaffSession,
+    *,
+    lang: str | None,
+    step: Callable[[UnitOfWork], object],
+) -> Response:
+    """Check the role for the case's state and run ``step`` in one unit of work; errors re-render the case."""
+    try:
+        with UnitOfWork(runtime) as uow:
+            check_permission(who.user.permissions, case_step_permission(appeals.get(uow, appeal_id).status))
+            step(uow)
+            uow.commit()
+    except ThawlineError as exc:
+        code = next((s for kind, s in STATUS_OF.items() if isinstance(exc, kind)), 409)
+        language = language_of(request, runtime, lang)
+        return _case_page(runtime, appeal_id, who, language, status=code, error=str(exc))
+    return see_other(f"/console/appeals/{appeal_id}", lang)
+
+
+@router.post("/appeals/{appeal_id}/claim")
+def claim(
+    appeal_id: str, request: Request, runtime: RuntimeDep, who: Reviewer, lang: Lang = None
+) -> Response:
+    """Take an unassigned case; a case waiting for its second approval only by a senior reviewer."""
+    if isinstance(who, Response):
+        return who
+    actor = who.user.actor
+    return _act(
+        request, runtime, appeal_id, who, lang=lang, step=lambda uow: review.claim(uow, appeal_id, actor)
+    )
+
+
+@router.post("/appeals/{appeal_id}/decision")
+def decide(
+    appeal_id: str,
+    *,
+    request: Request,
+    runtime: RuntimeDep,
+    who: Reviewer,
+    decision: Annotated[str, Form()] = "",
+    reason_codes: Annotated[list[str] | None, Form()] = None,
+    note: Annotated[str, Form(max_length=5000)] = "",
+    lang: Lang = None,
+) -> Response:
+    """Decide a case you hold; a four-eyes second approval is a senior's, never the first approver's."""
+    if isinstance(who, Response):
+        return who
+
+    def step(uow: UnitOfWork) -> None:
+        try:
+            chosen = Decision(decision)
+        except ValueError as exc:
+            raise InvalidInputError("choose approve, reject or needs_more_info", field="decision") from exc
+        review.decide(
+            uow, appeal_id, chosen, reason_codes=tuple(reason_codes or ()), note=note, reviewer=who.user.actor
+        )
+
+    return _act(request, runtime, appeal_id, who, lang=lang, step=step)

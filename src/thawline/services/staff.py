@@ -1,0 +1,196 @@
+"""Staff of the console: members with roles, argon2id password hashes and an optional TOTP second
+factor. Signing in and the sessions it opens are in ``staff_sessions``.
+
+The log names staff by id (``st_…``), never by username, and never holds a password or a secret.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Row, select, update
+
+from thawline.adapters.db.schema import staff_session, staff_user
+from thawline.domain import staff as rules
+from thawline.domain.errors import ConflictError, NotFoundError
+from thawline.domain.staff import Permission, Role
+from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
+from thawline.services.unit_of_work import UnitOfWork
+from thawline.services.vault import derive_keys, open_secret, seal_secret
+
+_hasher = PasswordHasher()  # argon2id with the RFC 9106 low-memory profile (t=3, 64 MiB, p=4)
+
+
+@cache
+def _decoy_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def password_matches(stored: str | None, password: str) -> bool:
+    """Check a password against its argon2 hash; with no hash (an unknown name), spend the same time."""
+    try:
+        return _hasher.verify(stored or _decoy_hash(), password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def rehashed(stored: str, password: str) -> str | None:
+    """A new hash when ``stored`` was made with weaker parameters than today's, else None."""
+    return _hasher.hash(password) if _hasher.check_needs_rehash(stored) else None
+
+
+@dataclass(frozen=True, slots=True)
+class StaffUser:
+    """A staff member as the console sees them (never their password hash or TOTP secret)."""
+
+    id: str
+    username: str
+    roles: tuple[Role, ...]
+    totp_enrolled: bool
+    disabled: bool
+    created_at: datetime
+    last_sign_in_at: datetime | None
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        """What the roles permit."""
+        return rules.permissions(self.roles)
+
+    @property
+    def actor(self) -> Actor:
+        """How the log and the review service name this person."""
+        return Actor(ActorKind.REVIEWER, self.id)
+
+
+def user_of(row: Row[Any]) -> StaffUser:
+    """The member a ``staff_user`` row describes."""
+    return StaffUser(
+        id=row.id,
+        username=row.username,
+        roles=rules.parse_roles(row.roles.split()),
+        totp_enrolled=row.totp_secret is not None,
+        disabled=row.disabled_at is not None,
+        created_at=row.created_at,
+        last_sign_in_at=row.last_sign_in_at,
+    )
+
+
+def subject(user_id: str) -> Subject:
+    """How log entries name a staff member as their subject."""
+    return Subject(ref=f"staff:{user_id}")
+
+
+def find(uow: UnitOfWork, username: str) -> Row[Any]:
+    """A member's row by username (NotFoundError; InvalidInputError for a malformed name)."""
+    row = uow.conn.execute(
+        select(staff_user).where(staff_user.c.username == rules.normalise_username(username))
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no staff member is called {username!r}")
+    return row
+
+
+def create_user(uow: UnitOfWork, username: str, roles: list[str], password: str, actor: Actor) -> StaffUser:
+    """Create a staff member with an argon2id password hash (recorded, without the username)."""
+    name = rules.normalise_username(username)
+    granted = rules.parse_roles(roles)
+    rules.check_password(password, name)
+    if uow.conn.execute(select(staff_user.c.id).where(staff_user.c.username == name)).first():
+        raise ConflictError(f"a staff member is already called {name!r}")
+    user_id = "st_" + secrets.token_hex(8)
+    uow.conn.execute(
+        staff_user.insert().values(
+            id=user_id,
+            username=name,
+            password_hash=_hasher.hash(password),
+            roles=" ".join(granted),
+            failed_count=0,
+            created_by=actor.ref,
+            created_at=uow.runtime.clock.now(),
+        )
+    )
+    uow.mark_changed()
+    uow.record(
+        LogRecord(
+            action="staff.created",
+            actor=actor,
+            subject=subject(user_id),
+            state_after={"roles": list(granted), "disabled": False},
+        )
+    )
+    return get(uow, name)
+
+
+def get(uow: UnitOfWork, username: str) -> StaffUser:
+    """A staff member by username."""
+    return user_of(find(uow, username))
+
+
+def list_users(uow: UnitOfWork) -> list[StaffUser]:
+    """Every staff member, by username."""
+    return [user_of(r) for r in uow.conn.execute(select(staff_user).order_by(staff_user.c.username))]
+
+
+def disable(uow: UnitOfWork, username: str, actor: Actor) -> StaffUser:
+    """Disable a staff member: no more sign-ins, and their open sessions end now (recorded)."""
+    row = find(uow, username)
+    if row.disabled_at is not None:
+        raise ConflictError(f"{row.username!r} is already disabled")
+    now = uow.runtime.clock.now()
+    uow.conn.execute(update(staff_user).where(staff_user.c.id == row.id).values(disabled_at=now))
+    uow.conn.execute(
+        update(staff_session)
+        .where(staff_session.c.user_id == row.id, staff_session.c.ended_at.is_(None))
+        .values(ended_at=now)
+    )
+    uow.mark_changed()
+    uow.record(
+        LogRecord(
+            action="staff.disabled",
+            actor=actor,
+            subject=subject(row.id),
+            state_before={"disabled": False},
+            state_after={"disabled": True},
+        )
+    )
+    return get(uow, row.username)
+
+
+def _totp_context(user_id: str) -> str:
+    return f"staff_totp:{user_id}"
+
+
+def totp_step(uow: UnitOfWork, row: Row[Any], code: str) -> int | None:
+    """The time step of a valid, unused TOTP code for the member in ``row``, or None."""
+    keys = derive_keys(uow.runtime.vault_master_key)
+    secret = open_secret(keys, bytes(row.totp_secret), _totp_context(row.id))
+    return rules.verify_totp(secret, code, uow.runtime.clock.now(), row.totp_last_step)
+
+
+def enrol_totp(uow: UnitOfWork, username: str, actor: Actor) -> tuple[StaffUser, str]:
+    """Give a staff member a new TOTP secret (sealed); returns the otpauth URI to show them once."""
+    row = find(uow, username)
+    secret = secrets.token_bytes(rules.TOTP_SECRET_BYTES)
+    keys = derive_keys(uow.runtime.vault_master_key)
+    uow.conn.execute(
+        update(staff_user)
+        .where(staff_user.c.id == row.id)
+        .values(totp_secret=seal_secret(keys, secret, _totp_context(row.id)), totp_last_step=None)
+    )
+    uow.mark_changed()
+    uow.record(
+        LogRecord(
+            action="staff.totp_enrolled",
+            actor=actor,
+            subject=subject(row.id),
+            state_before={"totp": row.totp_secret is not None},
+            state_after={"totp": True},
+        )
+    )
+    return get(uow, row.username), rules.otpauth_uri(secret, row.username)
