@@ -1,6 +1,6 @@
-"""The holder's way back in a real browser (a phone screen): appeal, what is missing, live progress,
-second verification, probation. Reviewers act through the service layer here (two of them: the
-blacklist category needs four eyes)."""
+"""The way back in a real browser: the holder on a phone (appeal, what is missing, live progress,
+second verification, probation) and two reviewers in the console on a desktop (the blacklist
+category needs four eyes: a reviewer approves, a senior reviewer gives the second approval)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from tests.browser.conftest import ApiKeyFactory, LiveServer
 from tests.files import pdf
 from thawline.adapters.db.schema import appeal
 from thawline.domain.freezes import ReasonCategory
-from thawline.domain.review import Decision
+from thawline.services import staff
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
 pytestmark = pytest.mark.browser
+PASSWORD = "correct horse battery staple"
 
 
 def _portal_link(live_server: LiveServer, api_key: ApiKeyFactory, account_id: str) -> str:
@@ -41,9 +42,13 @@ def _upload(phone: Page, kind: str, name: str, data: bytes, mime: str) -> None:
 
 
 def test_a_holder_appeals_from_a_phone_and_comes_back_on_probation(
-    live_server: LiveServer, phone: Page, api_key: ApiKeyFactory
+    live_server: LiveServer, phone: Page, page: Page, api_key: ApiKeyFactory
 ) -> None:
     rt = live_server.runtime
+    with UnitOfWork(rt) as uow:
+        staff.create_user(uow, "alice.chen", ["reviewer"], PASSWORD, lc.CREATOR)
+        staff.create_user(uow, "bob.li", ["senior_reviewer"], PASSWORD, lc.CREATOR)
+        uow.commit()
     lc.register(rt)
     lc.freeze(rt, category=ReasonCategory.BLACKLIST)
 
@@ -70,16 +75,28 @@ def test_a_holder_appeals_from_a_phone_and_comes_back_on_probation(
         phone.click("#submit-appeal")
     expect(phone.locator(".appeal-status")).to_have_attribute("data-status", "submitted")
 
-    # A reviewer takes the case: the step appears live, without reloading.
+    # A reviewer takes the case in the console: the step appears on the phone live, without reloading.
     appeal = lc_appeal_id(rt)
-    lc.claim(rt, appeal, lc.ALICE)
+    _sign_in(page, live_server, "alice.chen")
+    expect(page.locator(f"#row-{appeal}")).to_be_visible()
+    page.goto(f"{live_server.url}/console/appeals/{appeal}?lang=en")
+    expect(page.locator("#internal-reason")).to_have_text("internal reason")
+    with page.expect_navigation():
+        page.click("#claim")
     expect(phone.locator('#timeline li[data-action="appeal.claimed"]')).to_be_visible(timeout=10_000)
     expect(phone.locator("#unread")).not_to_have_text("0")
+    _approve(page)
+    expect(page.locator("#status")).to_have_attribute("data-status", "second_approval")
+    with page.expect_navigation():
+        page.click("form[action^='/console/logout'] button")
 
-    # Four eyes: two different reviewers approve.
-    lc.decide(rt, appeal, lc.ALICE, Decision.APPROVE)
-    lc.claim(rt, appeal, lc.BOB)
-    lc.decide(rt, appeal, lc.BOB, Decision.APPROVE)
+    # Four eyes: a senior reviewer, not the first approver, gives the second approval.
+    _sign_in(page, live_server, "bob.li")
+    page.goto(f"{live_server.url}/console/appeals/{appeal}?lang=en")
+    with page.expect_navigation():
+        page.click("#claim")
+    _approve(page)
+    expect(page.locator("#status")).to_have_attribute("data-status", "approved")
     phone.reload()
     expect(phone.locator(".appeal-status")).to_have_attribute("data-status", "approved")
 
@@ -100,6 +117,23 @@ def test_a_holder_appeals_from_a_phone_and_comes_back_on_probation(
     # The page fits a phone: nothing wider than the screen.
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 390
+
+
+def _sign_in(page: Page, live_server: LiveServer, username: str) -> None:
+    page.goto(f"{live_server.url}/console/login?lang=en")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    with page.expect_navigation():
+        page.click("form button[type=submit]")
+    expect(page.locator("#queue")).to_be_visible()
+
+
+def _approve(page: Page) -> None:
+    page.check("input[name=decision][value=approve]")
+    page.check("input[name=reason_codes][value=evidence_sufficient]")
+    page.fill("#note", "ID and letter consistent; list entry disputed")
+    with page.expect_navigation():
+        page.click("#submit-decision")
 
 
 def lc_appeal_id(rt: Runtime) -> str:
