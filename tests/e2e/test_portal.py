@@ -47,7 +47,7 @@ def test_a_one_time_link_opens_the_holders_page_with_reason_materials_progress_a
     cookie = entered.headers["set-cookie"]
     assert "HttpOnly" in cookie
     assert "Secure" in cookie
-    assert "SameSite=strict" in cookie or "samesite=strict" in cookie.lower()
+    assert "samesite=lax" in cookie.lower()  # holders arrive from another site's link
     page = browser_like.get("/portal/account")
     assert page.status_code == 200
     html = page.text

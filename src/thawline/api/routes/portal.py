@@ -101,7 +101,9 @@ def enter(request: Request, runtime: RuntimeDep, token: str = "", lang: Lang = N
         max_age=int(portal.SESSION_LIFETIME.total_seconds()),
         httponly=True,
         secure=runtime.settings.portal_secure_cookies,
-        samesite="strict",
+        # Lax, not Strict: holders arrive from a link in another site or app, and a Strict cookie set
+        # during that cross-site navigation would not come back on the redirect. Forms carry CSRF tokens.
+        samesite="lax",
         path="/portal",
     )
     return reply
@@ -197,7 +199,7 @@ async def account_page(
     language, values = await run_in_threadpool(_account_page, runtime, session, chosen)
     page = _page("account.html", language, **values)
     if lang is not None:
-        page.set_cookie(LANG_COOKIE, lang, httponly=True, samesite="strict", path="/portal", secure=True)
+        page.set_cookie(LANG_COOKIE, lang, httponly=True, samesite="lax", path="/portal", secure=True)
     return page
 
 
