@@ -419,6 +419,13 @@ def _second_held(runtime: Runtime, me: str | None) -> dict[str, str]:
     return {"appeal_id": appeal_id}
 
 
+def _signed_entry(runtime: Runtime, _me: str | None) -> dict[str, str]:
+    with UnitOfWork(runtime) as uow:
+        runtime.log.checkpoint(uow)  # covers the first entry (the member's own staff.created at least)
+        uow.commit()
+    return {"seq": "0"}
+
+
 def _decision(csrf: str) -> dict[str, Any]:
     return {"csrf": csrf, "decision": "approve", "reason_codes": ["evidence_sufficient"], "note": "ok"}
 
@@ -431,6 +438,9 @@ MATRIX = [
     Row("POST", "/console/appeals/{appeal_id}/claim", frozenset({SR}), _second),
     Row("POST", "/console/appeals/{appeal_id}/decision", frozenset({R, SR}), _held, _decision),
     Row("POST", "/console/appeals/{appeal_id}/decision", frozenset({SR}), _second_held, _decision),
+    Row("GET", "/console/audit", frozenset({AU, AD})),
+    Row("GET", "/console/audit/entries/{seq}", frozenset({AU, AD}), _signed_entry),
+    Row("GET", "/console/audit/entries/{seq}/inclusion.json", frozenset({AU, AD}), _signed_entry),
     Row("POST", "/console/logout", EVERY_ROLE),  # last: it ends the session
 ]
 # POST /console/login is the sign-in itself, exercised by every cell below and by the tests above.

@@ -144,8 +144,14 @@ def login(
         uow.commit()
     if opened is None:
         return _login_page(runtime, language, 403, t("console.login.refused", language))
-    _session, session_token = opened
-    reply = see_other("/console", lang)
+    session, session_token = opened
+    # Land where the member can work: the queue for reviewers, the log for auditors.
+    home = (
+        "/console/audit"
+        if not session.may(Permission.CASES_READ) and session.may(Permission.LOG_READ)
+        else "/console"
+    )
+    reply = see_other(home, lang)
     reply.set_cookie(
         COOKIE,
         session_token,

@@ -1,0 +1,190 @@
+"""The staff console's audit pages: search the operation log, read one entry with its inclusion proof,
+and download that proof as a bundle ``thawline log check`` verifies offline.
+
+Read-only. The search needs ``log:read``, an entry and its proof ``proofs:read`` (auditors and
+admins). Entries are listed oldest first (ascending ``seq``); ``from_seq`` pages forward.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Path, Query, Request
+from fastapi.responses import Response
+
+from thawline.api.deps import RuntimeDep
+from thawline.api.pages import page
+from thawline.api.routes import console_auth
+from thawline.api.routes.console_auth import Lang, denied, gate, language_of
+from thawline.domain.errors import ConflictError, NotFoundError
+from thawline.domain.staff import Permission
+from thawline.i18n import t
+from thawline.oplog.bundles import BundleError, check_inclusion
+from thawline.oplog.entry import decode_entry
+from thawline.oplog.merkle import leaf_hash
+from thawline.services import proofs
+from thawline.services.runtime import Runtime
+from thawline.services.staff_sessions import StaffSession
+from thawline.services.unit_of_work import UnitOfWork
+
+router = console_auth.router  # the console's one router; ``thawline.api.app`` imports this module
+LogReader = Annotated[StaffSession | Response, Depends(gate(Permission.LOG_READ))]
+ProofReader = Annotated[StaffSession | Response, Depends(gate(Permission.PROOFS_READ))]
+MAX_LIMIT = 200
+# An actor filter is applied after decoding, so one page reads at most this many entries.
+SCAN_LIMIT = 5000
+Seq = Annotated[int, Path(ge=0)]
+Text = Annotated[str, Query(max_length=64)]
+
+
+def _row(seq: int, data: bytes) -> dict[str, Any]:
+    entry = decode_entry(data)
+    actor = entry.get("actor")
+    subject = entry.get("subject")
+    codes = entry.get("reason_codes")
+    return {
+        "seq": seq,
+        "ts": entry.get("ts", ""),
+        "action": entry.get("action", ""),
+        "actor": f"{actor.get('kind')}:{actor.get('id')}" if isinstance(actor, dict) else "",
+        "subject": " ".join(f"{k}={v}" for k, v in subject.items()) if isinstance(subject, dict) else "",
+        "reason_codes": list(codes) if isinstance(codes, list) else [],
+    }
+
+
+def search(
+    uow: UnitOfWork,
+    *,
+    from_seq: int,
+    limit: int,
+    account_id: str | None,
+    action: str | None,
+    actor: str | None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Matching entries from ``from_seq`` on (at most ``limit``), and where the next page starts (or None)."""
+    rows: list[dict[str, Any]] = []
+    last = from_seq - 1
+    store_limit = None if actor else limit + 1  # one more tells whether there is a next page
+    found = uow.oplog.entries(start=from_seq, account_id=account_id, action=action, limit=store_limit)
+    for scanned, (seq, data, _chain) in enumerate(found):
+        if len(rows) == limit:
+            return rows, rows[-1]["seq"] + 1
+        if scanned == SCAN_LIMIT:
+            return rows, last + 1
+        last = seq
+        row = _row(seq, bytes(data))
+        if actor is None or row["actor"] == actor:
+            rows.append(row)
+    return rows, None
+
+
+@router.get("/audit")
+def audit_page(
+    *,
+    request: Request,
+    runtime: RuntimeDep,
+    who: LogReader,
+    account_id: Text = "",
+    action: Text = "",
+    actor: Annotated[str, Query(max_length=100)] = "",
+    from_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    lang: Lang = None,
+) -> Response:
+    """Log search by account, action and actor (``kind:id``), oldest first, with the head and checkpoint."""
+    if isinstance(who, Response):
+        return who
+    language = language_of(request, runtime, lang)
+    filters = {"account_id": account_id.strip(), "action": action.strip(), "actor": actor.strip()}
+    with UnitOfWork(runtime, read_only=True) as uow:
+        head = uow.oplog.head()
+        checkpoint = uow.oplog.checkpoint()
+        rows, next_seq = search(
+            uow,
+            from_seq=from_seq,
+            limit=limit,
+            account_id=filters["account_id"] or None,
+            action=filters["action"] or None,
+            actor=filters["actor"] or None,
+        )
+    return page(
+        "console_audit.html",
+        language,
+        session=who,
+        path="/console/audit",
+        rows=rows,
+        next_seq=next_seq,
+        filters=filters,
+        from_seq=from_seq,
+        limit=limit,
+        tree_size=head.tree_size,
+        checkpoint=checkpoint,
+    )
+
+
+def _inclusion(runtime: Runtime, seq: int) -> tuple[bytes, dict[str, Any] | None]:
+    """The entry's bytes and its inclusion bundle against the first checkpoint covering it (or None)."""
+    with UnitOfWork(runtime, read_only=True) as uow:
+        data = uow.oplog.entry_data(seq)
+        if data is None:
+            raise NotFoundError(f"log entry {seq} does not exist")
+        try:
+            bundle = proofs.inclusion(uow, seq)
+        except ConflictError:
+            return bytes(data), None
+    return bytes(data), bundle
+
+
+@router.get("/audit/entries/{seq}")
+def entry_page(
+    request: Request, runtime: RuntimeDep, who: ProofReader, seq: Seq, lang: Lang = None
+) -> Response:
+    """One entry: canonical JSON, its leaf hash, and its inclusion proof (checked here with the log's key)."""
+    if isinstance(who, Response):
+        return who
+    language = language_of(request, runtime, lang)
+    try:
+        data, bundle = _inclusion(runtime, seq)
+    except NotFoundError as exc:
+        return denied(language, who, str(exc), 404)
+    verified: str | None = None
+    if bundle is not None:
+        try:
+            check_inclusion(bundle, [runtime.verifier])
+            verified = ""
+        except BundleError as exc:
+            verified = str(exc)
+    return page(
+        "console_entry.html",
+        language,
+        session=who,
+        path=f"/console/audit/entries/{seq}",
+        seq=seq,
+        pretty=json.dumps(decode_entry(data), indent=2, ensure_ascii=False),
+        leaf_hash=leaf_hash(data).hex(),
+        bundle=bundle,
+        verified=verified,
+    )
+
+
+@router.get("/audit/entries/{seq}/inclusion.json")
+def inclusion_download(
+    request: Request, runtime: RuntimeDep, who: ProofReader, seq: Seq, lang: Lang = None
+) -> Response:
+    """The inclusion bundle (``thawline.inclusion.v1``) as a file, for ``thawline log check``."""
+    if isinstance(who, Response):
+        return who
+    language = language_of(request, runtime, lang)
+    try:
+        _data, bundle = _inclusion(runtime, seq)
+    except NotFoundError as exc:
+        return denied(language, who, str(exc), 404)
+    if bundle is None:
+        return denied(language, who, t("console.audit.not_covered", language), 409)
+    return Response(
+        orjson.dumps(bundle, option=orjson.OPT_INDENT_2),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="thawline-inclusion-{seq}.json"'},
+    )
