@@ -438,9 +438,9 @@ MATRIX = [
     Row("POST", "/console/appeals/{appeal_id}/claim", frozenset({SR}), _second),
     Row("POST", "/console/appeals/{appeal_id}/decision", frozenset({R, SR}), _held, _decision),
     Row("POST", "/console/appeals/{appeal_id}/decision", frozenset({SR}), _second_held, _decision),
-    Row("GET", "/console/audit", frozenset({AU, AD})),
-    Row("GET", "/console/audit/entries/{seq}", frozenset({AU, AD}), _signed_entry),
-    Row("GET", "/console/audit/entries/{seq}/inclusion.json", frozenset({AU, AD}), _signed_entry),
+    Row("GET", "/console/audit", frozenset({AU})),
+    Row("GET", "/console/audit/entries/{seq}", frozenset({AU}), _signed_entry),
+    Row("GET", "/console/audit/entries/{seq}/inclusion.json", frozenset({AU}), _signed_entry),
     Row("POST", "/console/logout", EVERY_ROLE),  # last: it ends the session
 ]
 # POST /console/login is the sign-in itself, exercised by every cell below and by the tests above.

@@ -57,8 +57,8 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.SENIOR_REVIEWER: frozenset({P.CASES_READ, P.CASES_REVIEW, P.CASES_SECOND_APPROVAL}),
     Role.RISK_ANALYST: frozenset({P.RULES_WRITE, P.LISTS_WRITE, P.SUPPRESSIONS_WRITE}),
     Role.AUDITOR: frozenset({P.LOG_READ, P.PROOFS_READ, P.LOG_EXPORT}),
-    # An admin also reads the log and its proofs (the console's audit pages), but does not export it.
-    Role.ADMIN: frozenset({P.USERS_ADMIN, P.APIKEYS_ADMIN, P.SETTINGS_ADMIN, P.LOG_READ, P.PROOFS_READ}),
+    # Separation of duties: the auditor checks what admins did, so admins do not read the log here.
+    Role.ADMIN: frozenset({P.USERS_ADMIN, P.APIKEYS_ADMIN, P.SETTINGS_ADMIN}),
 }
 
 
