@@ -478,3 +478,22 @@ def test_an_aml_freeze_tells_the_holder_only_the_neutral_text(rt: Runtime, recei
     everything = message.title + message.body + "".join(str(r["payload"]) for r in _rows(rt))
     assert "laundering" not in everything  # no tipping-off, in any channel
     assert "structuring" not in everything
+
+
+def test_a_broken_template_does_not_stop_the_freeze_it_reports(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _register(rt, language="en")
+    real = outbox.templates.render
+
+    def broken(name: str, lang: str, variables: dict[str, object]) -> object:
+        if name == "frozen":
+            raise KeyError("a template bug")
+        return real(name, lang, variables)
+
+    monkeypatch.setattr(outbox.templates, "render", broken)
+    freeze_id = lc.freeze(rt)  # commits: the freeze matters more than the wording of its notice
+    with UnitOfWork(rt, read_only=True) as uow:
+        (message,) = inbox.messages(uow, "acc_1")
+        assert freezes.get(uow, freeze_id).status.value == "active"
+    assert message.title == "Account restricted"  # the plain summary instead

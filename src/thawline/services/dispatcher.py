@@ -137,6 +137,8 @@ class Dispatcher:
     def claim(self, limit: int, ids: list[str] | None = None) -> tuple[list[Job], RoundStats]:
         """Lease up to ``limit`` due messages (or exactly ``ids``) and prepare them for sending."""
         stats = RoundStats()
+        if ids is None and not self._anything_due():
+            return [], stats  # idle: no write lock taken (SQLite writers queue behind BEGIN IMMEDIATE)
         with UnitOfWork(self.runtime) as uow:
             now = uow.runtime.clock.now()
             # A unique lease time doubles as the claim's token: recording checks it is still ours.
@@ -183,6 +185,16 @@ class Dispatcher:
             uow.commit()  # the lease is a lock, not a state change; deferrals and suppressions are recorded
         stats.claimed = len(jobs)
         return jobs, stats
+
+    def _anything_due(self) -> bool:
+        with UnitOfWork(self.runtime, read_only=True) as uow:
+            now = uow.runtime.clock.now()
+            due = (
+                select(T.c.id)
+                .where(T.c.status == n.Status.PENDING.value, T.c.next_attempt_at <= now)
+                .limit(1)
+            )
+            return uow.conn.execute(due).first() is not None
 
     # -- send --------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ key a receiver sees (``webhook-id``, the email Message-ID, the SMS gateway's ``i
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,11 +30,14 @@ from thawline.adapters.db.schema import (
 )
 from thawline.domain import notifications as n
 from thawline.domain.errors import ConflictError, NotFoundError
+from thawline.i18n import MESSAGES, t
 from thawline.oplog.entry import Actor, LogRecord, Subject
 from thawline.services import messages, templates, vault
 
 if TYPE_CHECKING:
     from thawline.services.unit_of_work import UnitOfWork
+
+logger = logging.getLogger("thawline.outbox")
 
 
 def new_id() -> str:
@@ -180,7 +184,7 @@ def _holder_messages(
         return
     mandatory = template in n.MANDATORY
     if template not in n.SMS_ONLY:
-        shown = templates.render(template, lang, variables)
+        shown = _render(template, lang, variables, record)
         batch.inbox.append(
             {
                 "id": "inb_" + secrets.token_hex(10),
@@ -256,7 +260,7 @@ def _staff_notices(batch: _Batch, record: LogRecord, seq: int, template: str) ->
         recipients = [n.LEADS] + ([str(details["assignee"])] if details.get("assignee") else [])
     else:
         recipients = [n.REVIEWERS]
-    shown = templates.render(template, uow.runtime.settings.staff_language, variables)
+    shown = _render(template, uow.runtime.settings.staff_language, variables, record)
     for recipient in recipients:
         batch.staff.append(
             {
@@ -271,6 +275,17 @@ def _staff_notices(batch: _Batch, record: LogRecord, seq: int, template: str) ->
                 "created_at": batch.now,
             }
         )
+
+
+def _render(template: str, lang: str, variables: dict[str, Any], record: LogRecord) -> templates.Rendered:
+    """Render a message; a broken template must not stop the change it reports (a plain text goes instead)."""
+    try:
+        return templates.render(template, lang, variables)
+    except Exception:
+        logger.exception("template %s/%s failed; sending the plain summary instead", lang, template)
+        key = f"timeline.{record.action}"
+        summary = t(key, lang, reason="").rstrip(": ：") if key in MESSAGES["en"] else record.action
+        return templates.Rendered(subject=summary, body=summary, sms=summary)
 
 
 @dataclass(frozen=True, slots=True)
