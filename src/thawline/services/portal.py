@@ -7,7 +7,6 @@ database reader cannot sign in as a holder.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,15 +18,11 @@ from thawline.adapters.db.schema import portal_link, portal_session
 from thawline.domain.appeals import Appeal
 from thawline.domain.errors import PermissionDeniedError
 from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
-from thawline.services import accounts, appeals
+from thawline.services import accounts, appeals, cookie_sessions
 from thawline.services.unit_of_work import UnitOfWork
 
 LINK_LIFETIME = timedelta(minutes=15)
 SESSION_LIFETIME = timedelta(hours=2)
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +45,7 @@ def issue_link(uow: UnitOfWork, account_id: str, actor: Actor) -> tuple[str, str
         portal_link.insert().values(
             id=link_id,
             account_id=account_id,
-            token_hash=_digest(token),
+            token_hash=cookie_sessions.digest(token),
             issued_by=actor.ref,
             created_at=now,
             expires_at=expires,
@@ -71,7 +66,9 @@ def issue_link(uow: UnitOfWork, account_id: str, actor: Actor) -> tuple[str, str
 def enter(uow: UnitOfWork, token: str) -> tuple[PortalSession, str]:
     """Spend a link: a new session and its cookie token. Unknown, used or expired links are refused alike."""
     now = uow.runtime.clock.now()
-    row = uow.conn.execute(select(portal_link).where(portal_link.c.token_hash == _digest(token))).first()
+    row = uow.conn.execute(
+        select(portal_link).where(portal_link.c.token_hash == cookie_sessions.digest(token))
+    ).first()
     if row is None or row.used_at is not None or row.expires_at <= now:
         raise PermissionDeniedError("this link is not valid any more; ask the app for a new one")
     spent = uow.conn.execute(
@@ -81,50 +78,32 @@ def enter(uow: UnitOfWork, token: str) -> tuple[PortalSession, str]:
     )
     if spent.rowcount != 1:  # two tabs raced for the same link: only one gets in
         raise PermissionDeniedError("this link is not valid any more; ask the app for a new one")
-    session_id, session_token = "ps_" + secrets.token_hex(8), secrets.token_urlsafe(32)
-    session = PortalSession(session_id, row.account_id, secrets.token_urlsafe(24), now + SESSION_LIFETIME)
-    uow.conn.execute(
-        portal_session.insert().values(
-            id=session_id,
-            account_id=row.account_id,
-            token_hash=_digest(session_token),
-            csrf=session.csrf,
-            created_at=now,
-            expires_at=session.expires_at,
-        )
+    opened = cookie_sessions.open_session(
+        uow, portal_session, "ps_", SESSION_LIFETIME, account_id=row.account_id
     )
-    uow.mark_changed()
+    session = PortalSession(opened.id, row.account_id, opened.csrf, opened.expires_at)
     uow.record(
         LogRecord(
             action="portal.signed_in",
             actor=Actor(ActorKind.HOLDER, row.account_id),
-            subject=Subject(account_id=row.account_id, ref=f"portal_session:{session_id}"),
+            subject=Subject(account_id=row.account_id, ref=f"portal_session:{opened.id}"),
             details={"link_id": row.id},
         )
     )
-    return session, session_token
+    return session, opened.token
 
 
 def current(uow: UnitOfWork, session_token: str | None) -> PortalSession | None:
     """The live session a cookie names, or None."""
-    if not session_token:
-        return None
-    row = uow.conn.execute(
-        select(portal_session).where(portal_session.c.token_hash == _digest(session_token))
-    ).first()
-    if row is None or row.ended_at is not None or row.expires_at <= uow.runtime.clock.now():
+    row = cookie_sessions.live_row(uow, portal_session, session_token)
+    if row is None:
         return None
     return PortalSession(row.id, row.account_id, row.csrf, row.expires_at)
 
 
 def sign_out(uow: UnitOfWork, session: PortalSession) -> None:
     """End the session (recorded)."""
-    uow.conn.execute(
-        update(portal_session)
-        .where(portal_session.c.id == session.id, portal_session.c.ended_at.is_(None))
-        .values(ended_at=uow.runtime.clock.now())
-    )
-    uow.mark_changed()
+    cookie_sessions.end(uow, portal_session, session.id)
     uow.record(
         LogRecord(
             action="portal.signed_out",

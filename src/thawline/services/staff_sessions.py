@@ -7,8 +7,6 @@ twice: both are conditional updates.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,16 +18,12 @@ from thawline.domain import staff as rules
 from thawline.domain.errors import InvalidInputError, NotFoundError
 from thawline.domain.staff import Permission
 from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
-from thawline.services import staff
+from thawline.services import cookie_sessions, staff
 from thawline.services.unit_of_work import UnitOfWork
 
 SESSION_LIFETIME = timedelta(hours=8)
 # Who acts when a sign-in fails: nobody has proved who they are yet.
 CONSOLE = Actor(ActorKind.SYSTEM, "console")
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,28 +72,17 @@ def sign_in(uow: UnitOfWork, username: str, password: str, code: str = "") -> tu
         _fail(uow, row, now)  # a concurrent sign-in spent the same code first
         return None
     user = staff.user_of(uow.conn.execute(select(staff_user).where(staff_user.c.id == row.id)).one())
-    session_id, token = "ss_" + secrets.token_hex(8), secrets.token_urlsafe(32)
-    session = StaffSession(session_id, user, secrets.token_urlsafe(24), now + SESSION_LIFETIME)
-    uow.conn.execute(
-        staff_session.insert().values(
-            id=session_id,
-            user_id=user.id,
-            token_hash=_digest(token),
-            csrf=session.csrf,
-            created_at=now,
-            expires_at=session.expires_at,
-        )
-    )
-    uow.mark_changed()
+    opened = cookie_sessions.open_session(uow, staff_session, "ss_", SESSION_LIFETIME, user_id=user.id)
+    session = StaffSession(opened.id, user, opened.csrf, opened.expires_at)
     uow.record(
         LogRecord(
             action="staff.signed_in",
             actor=user.actor,
-            subject=Subject(ref=f"staff_session:{session_id}"),
+            subject=Subject(ref=f"staff_session:{opened.id}"),
             details={"second_factor": step is not None},
         )
     )
-    return session, token
+    return session, opened.token
 
 
 def _fail(uow: UnitOfWork, row: Row[Any], now: datetime) -> None:
@@ -140,10 +123,8 @@ def _fail(uow: UnitOfWork, row: Row[Any], now: datetime) -> None:
 
 def current(uow: UnitOfWork, token: str | None) -> StaffSession | None:
     """The live session a cookie names (its member not disabled), or None."""
-    if not token:
-        return None
-    row = uow.conn.execute(select(staff_session).where(staff_session.c.token_hash == _digest(token))).first()
-    if row is None or row.ended_at is not None or row.expires_at <= uow.runtime.clock.now():
+    row = cookie_sessions.live_row(uow, staff_session, token)
+    if row is None:
         return None
     user = staff.user_of(uow.conn.execute(select(staff_user).where(staff_user.c.id == row.user_id)).one())
     if user.disabled:
@@ -153,12 +134,7 @@ def current(uow: UnitOfWork, token: str | None) -> StaffSession | None:
 
 def sign_out(uow: UnitOfWork, session: StaffSession) -> None:
     """End the session (recorded)."""
-    uow.conn.execute(
-        update(staff_session)
-        .where(staff_session.c.id == session.id, staff_session.c.ended_at.is_(None))
-        .values(ended_at=uow.runtime.clock.now())
-    )
-    uow.mark_changed()
+    cookie_sessions.end(uow, staff_session, session.id)
     uow.record(
         LogRecord(
             action="staff.signed_out",

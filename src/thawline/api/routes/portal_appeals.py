@@ -55,9 +55,17 @@ def _again(runtime: Runtime, session: PortalSession, chosen: str | None, error: 
     return _page("account.html", language, http_status=422, **values)
 
 
-def _own_appeal(uow: UnitOfWork, account_id: str, appeal_id: str) -> None:
-    if appeals.get(uow, appeal_id).account_id != account_id:
-        raise NotFoundError(f"appeal {appeal_id} is not yours")
+def _on_appeal(
+    request: Request, runtime: Runtime, csrf: str, appeal_id: str, call: Callable[[UnitOfWork, Actor], object]
+) -> Response:
+    """:func:`_act` on one of the holder's own appeals (someone else's is "not yours")."""
+
+    def act(uow: UnitOfWork, account_id: str, holder: Actor) -> None:
+        if appeals.get(uow, appeal_id).account_id != account_id:
+            raise NotFoundError(f"appeal {appeal_id} is not yours")
+        call(uow, holder)
+
+    return _act(request, runtime, csrf, act)
 
 
 @router.post("/freezes/{freeze_id}/appeal")
@@ -98,8 +106,7 @@ async def upload(  # noqa: PLR0917 - FastAPI passes parameters by name
     """One document for the appeal; its type is checked by content."""
     data = await file.read(runtime.settings.max_upload_bytes + 1)
 
-    def act(uow: UnitOfWork, account_id: str, holder: Actor) -> None:
-        _own_appeal(uow, account_id, appeal_id)
+    def add(uow: UnitOfWork, holder: Actor) -> None:
         try:
             material_kind = MaterialKind(kind)
         except ValueError as exc:
@@ -107,40 +114,34 @@ async def upload(  # noqa: PLR0917 - FastAPI passes parameters by name
         ids = tuple(t.strip() for t in transaction_ids.replace("，", ",").split(",") if t.strip())
         appeals.add_material(uow, appeal_id, kind=material_kind, data=data, transaction_ids=ids, actor=holder)
 
-    return await run_in_threadpool(_act, request, runtime, csrf, act)
+    return await run_in_threadpool(_on_appeal, request, runtime, csrf, appeal_id, add)
 
 
 @router.post("/appeals/{appeal_id}/submit")
 def submit(request: Request, appeal_id: str, runtime: RuntimeDep, csrf: Csrf = "") -> Response:
     """Submit; an incomplete appeal is refused with exactly what is missing."""
 
-    def act(uow: UnitOfWork, account_id: str, holder: Actor) -> None:
-        _own_appeal(uow, account_id, appeal_id)
-        appeals.submit(uow, appeal_id, holder)
-
-    return _act(request, runtime, csrf, act)
+    return _on_appeal(
+        request, runtime, csrf, appeal_id, lambda uow, holder: appeals.submit(uow, appeal_id, holder)
+    )
 
 
 @router.post("/appeals/{appeal_id}/expedite")
 def expedite_appeal(request: Request, appeal_id: str, runtime: RuntimeDep, csrf: Csrf = "") -> Response:
     """VIP: move the appeal to the front of the queue (one of the year's expedites)."""
 
-    def act(uow: UnitOfWork, account_id: str, holder: Actor) -> None:
-        _own_appeal(uow, account_id, appeal_id)
-        expedite.expedite(uow, appeal_id, holder)
-
-    return _act(request, runtime, csrf, act)
+    return _on_appeal(
+        request, runtime, csrf, appeal_id, lambda uow, holder: expedite.expedite(uow, appeal_id, holder)
+    )
 
 
 @router.post("/appeals/{appeal_id}/verification/sms")
 def send_code(request: Request, appeal_id: str, runtime: RuntimeDep, csrf: Csrf = "") -> Response:
     """Send a one-time code to the verified phone."""
 
-    def act(uow: UnitOfWork, account_id: str, holder: Actor) -> None:
-        _own_appeal(uow, account_id, appeal_id)
-        verification.send_code(uow, appeal_id, holder)
-
-    return _act(request, runtime, csrf, act)
+    return _on_appeal(
+        request, runtime, csrf, appeal_id, lambda uow, holder: verification.send_code(uow, appeal_id, holder)
+    )
 
 
 @router.post("/appeals/{appeal_id}/verification/sms/check")
@@ -154,13 +155,11 @@ def check_code(
     """Enter the code; a wrong one is recorded and counted, and the page says so."""
     wrong: list[str] = []
 
-    def act(uow: UnitOfWork, account_id: str, holder: Actor) -> None:
-        _own_appeal(uow, account_id, appeal_id)
-        result = verification.check_code(uow, appeal_id, code.strip(), holder)
-        if not result.passed:
+    def check(uow: UnitOfWork, holder: Actor) -> None:
+        if not verification.check_code(uow, appeal_id, code.strip(), holder).passed:
             wrong.append("wrong code")
 
-    reply = _act(request, runtime, csrf, act)
+    reply = _on_appeal(request, runtime, csrf, appeal_id, check)
     if wrong:
         session = _checked(runtime, request.cookies.get(COOKIE), csrf)
         return _again(runtime, session, request.cookies.get(LANG_COOKIE), "wrong code / 验证码错误")
@@ -172,12 +171,10 @@ def start_face(request: Request, appeal_id: str, runtime: RuntimeDep, csrf: Csrf
     """Open a face-check session with the provider and go there."""
     urls: list[str] = []
 
-    def act(uow: UnitOfWork, account_id: str, holder: Actor) -> None:
-        _own_appeal(uow, account_id, appeal_id)
-        _view, url = verification.start_face(uow, appeal_id, holder)
-        urls.append(url)
+    def start(uow: UnitOfWork, holder: Actor) -> None:
+        urls.append(verification.start_face(uow, appeal_id, holder)[1])
 
-    reply = _act(request, runtime, csrf, act)
+    reply = _on_appeal(request, runtime, csrf, appeal_id, start)
     if urls and reply.status_code == 303:
         return RedirectResponse(urls[0], status_code=303)
     return reply
