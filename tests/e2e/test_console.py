@@ -15,15 +15,17 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import select
 
 from tests import lifecycle as lc
+from thawline.adapters.db.schema import account
 from thawline.api.app import create_app
 from thawline.api.routes import console, console_auth
 from thawline.domain.clock import FakeClock
 from thawline.domain.freezes import ReasonCategory
 from thawline.domain.staff import Role, hotp, totp_step
 from thawline.oplog.entry import Actor, ActorKind, decode_entry
-from thawline.services import appeals, expedite, staff
+from thawline.services import appeals, engine, expedite, lists, rulesets, staff
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -397,6 +399,8 @@ class Row:
     prepare: Callable[[Runtime, str | None], dict[str, str]] = lambda _rt, _me: {}
     form: Callable[[str], dict[str, Any]] = lambda csrf: {"csrf": csrf}
     public: bool = False  # served to nobody too
+    files: dict[str, tuple[str, bytes, str]] | None = None  # a multipart upload
+    done: int = 303  # what an allowed POST answers (a form re-rendered with its result: 200)
 
 
 def _claimable(runtime: Runtime, _me: str | None) -> dict[str, str]:
@@ -426,6 +430,40 @@ def _signed_entry(runtime: Runtime, _me: str | None) -> dict[str, str]:
     return {"seq": "0"}
 
 
+def _two_versions(runtime: Runtime, _me: str | None) -> dict[str, str]:
+    with UnitOfWork(runtime) as uow:
+        for note in ("first", "second"):
+            engine.load_ruleset(uow, engine.default_ruleset_text(), SYSTEM, note=note)
+        uow.commit()
+    return {"version": "1"}
+
+
+def _matrix_account(runtime: Runtime, _me: str | None) -> dict[str, str]:
+    with UnitOfWork(runtime, read_only=True) as uow:
+        exists = uow.conn.execute(select(account.c.id).where(account.c.id == "acc_matrix")).first()
+    if exists is None:
+        lc.register(runtime, "acc_matrix")
+    return {}
+
+
+def _suppressed(runtime: Runtime, me: str | None) -> dict[str, str]:
+    _matrix_account(runtime, me)
+    with UnitOfWork(runtime) as uow:
+        until = runtime.clock.now() + timedelta(days=1)
+        rulesets.suppress(uow, "acc_matrix", "card_testing", until=until, reason="known", actor=SYSTEM)
+        uow.commit()
+    return {}
+
+
+def _list_entry(runtime: Runtime, _me: str | None) -> dict[str, str]:
+    with UnitOfWork(runtime) as uow:
+        entry = lists.add_entry(
+            uow, "block", "device", f"dev-{next(_accounts)}", reason="mule", actor=SYSTEM, source_name="t"
+        )
+        uow.commit()
+    return {"entry_id": entry.id}
+
+
 def _decision(csrf: str) -> dict[str, Any]:
     return {"csrf": csrf, "decision": "approve", "reason_codes": ["evidence_sufficient"], "note": "ok"}
 
@@ -441,6 +479,52 @@ MATRIX = [
     Row("GET", "/console/audit", frozenset({AU})),
     Row("GET", "/console/audit/entries/{seq}", frozenset({AU}), _signed_entry),
     Row("GET", "/console/audit/entries/{seq}/inclusion.json", frozenset({AU}), _signed_entry),
+    Row("GET", "/console/rules", frozenset({RA})),
+    Row("GET", "/console/rules/versions/{version}", frozenset({RA}), _two_versions),
+    Row(
+        "POST",
+        "/console/rules",
+        frozenset({RA}),
+        form=lambda csrf: {"csrf": csrf, "source": engine.default_ruleset_text()},
+    ),
+    Row("POST", "/console/rules/versions/{version}/restore", frozenset({RA}), _two_versions),
+    Row("GET", "/console/suppressions", frozenset({RA})),
+    Row(
+        "POST",
+        "/console/suppressions",
+        frozenset({RA}),
+        _matrix_account,
+        lambda csrf: {
+            "csrf": csrf,
+            "account_id": "acc_matrix",
+            "rule_id": "hf_burst",
+            "until": "2099-01-01T00:00",
+            "reason": "known false positive",
+        },
+    ),
+    Row(
+        "POST",
+        "/console/suppressions/lift",
+        frozenset({RA}),
+        _suppressed,
+        lambda csrf: {"csrf": csrf, "account_id": "acc_matrix", "rule_id": "card_testing", "reason": "ok"},
+    ),
+    Row("GET", "/console/lists", frozenset({RA})),
+    Row(
+        "POST",
+        "/console/lists/import",
+        frozenset({RA}),
+        form=lambda csrf: {"csrf": csrf, "list_type": "block"},
+        files={"file": ("m.csv", b"kind,value,reason\ndevice,dev-matrix,mule\n", "text/csv")},
+        done=200,
+    ),
+    Row(
+        "POST",
+        "/console/lists/entries/{entry_id}/remove",
+        frozenset({RA}),
+        _list_entry,
+        lambda csrf: {"csrf": csrf, "reason": "wrong"},
+    ),
     Row("POST", "/console/logout", EVERY_ROLE),  # last: it ends the session
 ]
 # POST /console/login is the sign-in itself, exercised by every cell below and by the tests above.
@@ -469,12 +553,12 @@ def test_access_control_matrix(
         if row.method == "GET":
             reply = browser.get(path, follow_redirects=False)
         else:
-            reply = browser.post(path, data=row.form(csrf), follow_redirects=False)
+            reply = browser.post(path, data=row.form(csrf), files=row.files, follow_redirects=False)
         got = (reply.status_code, reply.headers.get("location") == "/console/login")
         if principal is None:
             want = (200, False) if row.public else (303, True)
         elif principal in row.allowed:
-            want = (200, False) if row.method == "GET" else (303, row.template == "/console/logout")
+            want = (200, False) if row.method == "GET" else (row.done, row.template == "/console/logout")
         else:
             want = (403, False)
         if got != want:

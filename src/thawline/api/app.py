@@ -20,6 +20,7 @@ from thawline.api.routes import (
     appeals,
     console,
     console_audit,  # noqa: F401 (its pages join the console router on import)
+    console_rules,  # noqa: F401 (its pages join the console router on import)
     events,
     health,
     log,

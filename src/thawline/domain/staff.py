@@ -49,16 +49,19 @@ class Permission(StrEnum):
     USERS_ADMIN = "users:admin"
     APIKEYS_ADMIN = "apikeys:admin"
     SETTINGS_ADMIN = "settings:admin"
+    REPORTS_READ = "reports:read"  # the dashboard and reports: aggregates, no personal data
 
 
 P = Permission
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.REVIEWER: frozenset({P.CASES_READ, P.CASES_REVIEW}),
-    Role.SENIOR_REVIEWER: frozenset({P.CASES_READ, P.CASES_REVIEW, P.CASES_SECOND_APPROVAL}),
-    Role.RISK_ANALYST: frozenset({P.RULES_WRITE, P.LISTS_WRITE, P.SUPPRESSIONS_WRITE}),
-    Role.AUDITOR: frozenset({P.LOG_READ, P.PROOFS_READ, P.LOG_EXPORT}),
+    Role.SENIOR_REVIEWER: frozenset(
+        {P.CASES_READ, P.CASES_REVIEW, P.CASES_SECOND_APPROVAL, P.REPORTS_READ}
+    ),
+    Role.RISK_ANALYST: frozenset({P.RULES_WRITE, P.LISTS_WRITE, P.SUPPRESSIONS_WRITE, P.REPORTS_READ}),
+    Role.AUDITOR: frozenset({P.LOG_READ, P.PROOFS_READ, P.LOG_EXPORT, P.REPORTS_READ}),
     # Separation of duties: the auditor checks what admins did, so admins do not read the log here.
-    Role.ADMIN: frozenset({P.USERS_ADMIN, P.APIKEYS_ADMIN, P.SETTINGS_ADMIN}),
+    Role.ADMIN: frozenset({P.USERS_ADMIN, P.APIKEYS_ADMIN, P.SETTINGS_ADMIN, P.REPORTS_READ}),
 }
 
 

@@ -242,6 +242,40 @@ def load_index(uow: UnitOfWork, *, threshold: float = DEFAULT_NAME_THRESHOLD) ->
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ListVersion:
+    """One change to either list: an import, an added or a removed entry — who, when, how many."""
+
+    version: int
+    list_type: str
+    change: str
+    source_name: str
+    entries: int
+    duplicates: int
+    rejected: int
+    created_by: str
+    created_at: datetime
+
+
+def versions(uow: UnitOfWork, *, limit: int = 50) -> list[ListVersion]:
+    """The newest list versions first."""
+    rows = uow.conn.execute(select(list_version).order_by(list_version.c.version.desc()).limit(limit))
+    return [
+        ListVersion(
+            r.version,
+            r.list_type,
+            r.change,
+            r.source_name,
+            r.entries,
+            r.duplicates,
+            r.rejected,
+            r.created_by,
+            r.created_at,
+        )
+        for r in rows
+    ]
+
+
 def current_version(uow: UnitOfWork) -> int:
     """The newest list version (0 before the first change): a cached index is stale when it differs."""
     return int(uow.conn.execute(select(func.coalesce(func.max(list_version.c.version), 0))).scalar_one())

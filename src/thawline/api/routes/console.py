@@ -19,15 +19,17 @@ from fastapi.responses import Response
 from thawline.api.deps import RuntimeDep
 from thawline.api.pages import page
 from thawline.api.routes import console_auth
-from thawline.api.routes.console_auth import Lang, Reader, Reviewer, denied, language_of, see_other
-from thawline.domain.appeals import QUEUED, Appeal
-from thawline.domain.errors import (
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-    PermissionDeniedError,
-    ThawlineError,
+from thawline.api.routes.console_auth import (
+    Lang,
+    Reader,
+    Reviewer,
+    denied,
+    language_of,
+    run_step,
+    see_other,
 )
+from thawline.domain.appeals import QUEUED, Appeal
+from thawline.domain.errors import InvalidInputError, NotFoundError
 from thawline.domain.review import REASON_CODES, Decision
 from thawline.domain.staff import case_step_permission, check_permission
 from thawline.i18n import t
@@ -37,12 +39,6 @@ from thawline.services.staff_sessions import StaffSession
 from thawline.services.unit_of_work import UnitOfWork
 
 router = console_auth.router  # sign-in and sign-out live there; the case pages join them here
-STATUS_OF: dict[type[ThawlineError], int] = {
-    PermissionDeniedError: 403,
-    NotFoundError: 404,
-    ConflictError: 409,
-    InvalidInputError: 422,
-}
 
 
 def countdown(runtime: Runtime, appeal: Appeal, lang: str) -> tuple[str, str]:
@@ -145,15 +141,15 @@ def _act(
     step: Callable[[UnitOfWork], object],
 ) -> Response:
     """Check the role for the case's state and run ``step`` in one unit of work; errors re-render the case."""
-    try:
-        with UnitOfWork(runtime) as uow:
-            check_permission(who.user.permissions, case_step_permission(appeals.get(uow, appeal_id).status))
-            step(uow)
-            uow.commit()
-    except ThawlineError as exc:
-        code = next((s for kind, s in STATUS_OF.items() if isinstance(exc, kind)), 409)
+
+    def checked(uow: UnitOfWork) -> None:
+        check_permission(who.user.permissions, case_step_permission(appeals.get(uow, appeal_id).status))
+        step(uow)
+
+    failed = run_step(runtime, checked)
+    if failed is not None:
         language = language_of(request, runtime, lang)
-        return _case_page(runtime, appeal_id, who, language, status=code, error=str(exc))
+        return _case_page(runtime, appeal_id, who, language, status=failed[0], error=str(failed[1]))
     return see_other(f"/console/appeals/{appeal_id}", lang)
 
 

@@ -18,6 +18,13 @@ from fastapi.responses import RedirectResponse, Response
 
 from thawline.api.deps import RuntimeDep
 from thawline.api.pages import page
+from thawline.domain.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    ThawlineError,
+)
 from thawline.domain.staff import AttemptLimiter, Permission
 from thawline.i18n import pick_language, t
 from thawline.services import staff_sessions
@@ -47,6 +54,26 @@ def language_of(request: Request, runtime: Runtime, chosen: str | None) -> str:
 def see_other(path: str, lang: str | None) -> RedirectResponse:
     """A 303 to ``path``, keeping the chosen language."""
     return RedirectResponse(path + (f"?lang={lang}" if lang else ""), status_code=303)
+
+
+STATUS_OF: dict[type[ThawlineError], int] = {
+    PermissionDeniedError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    InvalidInputError: 422,
+}
+
+
+def run_step(runtime: Runtime, step: Callable[[UnitOfWork], object]) -> tuple[int, ThawlineError] | None:
+    """Run ``step`` in one unit of work and commit; on a refusal, nothing changed and this returns
+    the HTTP status for it and the error (whose text the page shows)."""
+    try:
+        with UnitOfWork(runtime) as uow:
+            step(uow)
+            uow.commit()
+    except ThawlineError as exc:
+        return next((s for kind, s in STATUS_OF.items() if isinstance(exc, kind)), 409), exc
+    return None
 
 
 def denied(lang: str, session: StaffSession | None, message: str, status: int = 403) -> Response:
