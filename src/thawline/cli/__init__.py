@@ -10,6 +10,7 @@ from thawline.cli import (
     demo,
     logcmd,
     notify,
+    report,
     rescreen,
     review,
     simulate,
@@ -42,6 +43,7 @@ app.add_typer(list_cli.lists_app, name="lists")
 app.add_typer(notify.outbox_app, name="outbox")
 app.add_typer(notify.webhook_app, name="webhook")
 app.add_typer(staff.staff_app, name="staff")
+app.command("report")(report.report)
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ the database (one ``GROUP BY`` per figure), and only the release durations come 
 one number per released case, for the percentiles (Polars).
 """
 
+# ruff: noqa: S608 (the statements format in constants only: dialect expressions; values are bound)
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -34,7 +36,6 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 3660
 # Reject reasons that name the vouchers: "failed for incomplete vouchers" (the source's 63 %).
 VOUCHER_PREFIX = "voucher_"
-STEPS = 9  # progress steps: one per query, and the assembly
 
 
 class Period(BaseModel):
@@ -200,6 +201,9 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "reviews": ("Reviewers", "审核员"),
     "agreement_rate": ("Agreement with the machine pre-review", "与机器预审一致率"),
     "decisions": ("Decisions", "决定数"),
+    "reviewer_id": ("Reviewer", "审核员"),
+    "approve": ("Approve", "通过"),
+    "reject": ("Reject", "驳回"),
     "rule": ("Rule", "规则"),
     "category": ("Cause", "原因"),
     "cases": ("Cases", "案件数"),
@@ -228,7 +232,7 @@ SOURCE_LABELS: dict[str, tuple[str, str]] = {
 def labels() -> dict[str, dict[str, str]]:
     """Every code the report uses, in English and zh-CN."""
     out: dict[str, dict[str, str]] = {}
-    for key, (en, zh) in (*METRIC_LABELS.items(), *STATUS_LABELS.items(), *SOURCE_LABELS.items()):
+    for key, (en, zh) in (*STATUS_LABELS.items(), *SOURCE_LABELS.items(), *METRIC_LABELS.items()):
         out[key] = {"en": en, "zh-CN": zh}
     for category, (en, zh) in DIAGNOSIS.items():
         out[category.value] = {"en": en, "zh-CN": zh}
@@ -346,114 +350,82 @@ def _release_times(frame: pl.DataFrame) -> ReleaseTimes:
     )
 
 
+def _queries(dialect: dict[str, str]) -> dict[str, str]:
+    """One grouped statement per figure; ``{cohort}`` is replaced by the freeze filter.
+
+    Only constants are formatted in (dialect expressions, the rule expression); values are bound.
+    """
+    secs = dialect["secs"].format(a="f.ended_at", b="s.first_at")
+    join_freeze = 'JOIN "freeze" f ON f.id = a.freeze_id'
+    return {
+        # Freezes per day, cause, rule and status.
+        "per_day": f"SELECT {dialect['day']} AS day, f.category, {RULE} AS rule, f.status, COUNT(*) AS n "
+        'FROM "freeze" f WHERE {cohort} GROUP BY 1, 2, 3, 4',
+        # Freezes released on an approved appeal, per cause and rule.
+        "on_appeal": f'SELECT f.category, {RULE} AS rule, COUNT(*) AS n FROM "freeze" f '
+        "WHERE {cohort} AND f.status = 'released' AND EXISTS "
+        "(SELECT 1 FROM appeal a WHERE a.freeze_id = f.id AND a.status = 'approved') GROUP BY 1, 2",
+        # Per released case: cause, seconds from the first submission (the first machine pre-review
+        # runs at it) to the release, and whether the materials were incomplete: a reviewer asked for
+        # more, or rejected a round for its vouchers.
+        "released": f'SELECT f.category, {secs} AS seconds, s.incomplete FROM "freeze" f JOIN ('
+        "SELECT a.freeze_id, MIN(r.created_at) AS first_at, "
+        "MAX(CASE WHEN r.kind = 'human' AND (r.decision = 'needs_more_info' OR (r.decision = 'reject' "
+        f"AND r.reason_codes LIKE '%{VOUCHER_PREFIX}%')) THEN 1 ELSE 0 END) AS incomplete, "
+        "MAX(CASE WHEN a.status = 'approved' THEN 1 ELSE 0 END) AS approved "
+        f"FROM appeal a {join_freeze} JOIN appeal_review r ON r.appeal_id = a.id "
+        "WHERE {cohort} GROUP BY a.freeze_id) s ON s.freeze_id = f.id "
+        "WHERE f.status = 'released' AND s.approved = 1",
+        # Appeals by round, status and expedite.
+        "appeals": f"SELECT a.round, a.status, a.expedited, COUNT(*) AS n FROM appeal a {join_freeze} "
+        "WHERE {cohort} GROUP BY 1, 2, 3",
+        # First response against its deadline (open ones are breached once the deadline has passed).
+        "sla": "SELECT CASE WHEN a.first_responded_at IS NOT NULL THEN "
+        "(CASE WHEN a.first_responded_at <= a.first_response_due THEN 'met' ELSE 'breached' END) "
+        "WHEN a.first_response_due < :now THEN 'breached' ELSE 'pending' END AS outcome, "
+        f"a.expedited, COUNT(*) AS n FROM appeal a {join_freeze} "
+        "WHERE {cohort} AND a.first_response_due IS NOT NULL GROUP BY 1, 2",
+        # Reviews: who decided what, and whether they agreed with the machine.
+        "reviews": "SELECT r.kind, r.reviewer, r.decision, r.agrees_with_machine, COUNT(*) AS n "
+        f"FROM appeal_review r JOIN appeal a ON a.id = r.appeal_id {join_freeze} "
+        "WHERE {cohort} GROUP BY 1, 2, 3, 4",
+        # Why appeals were rejected (the distinct code combinations are few).
+        "rejects": "SELECT r.reason_codes, COUNT(*) AS n FROM appeal_review r "
+        f"JOIN appeal a ON a.id = r.appeal_id {join_freeze} "
+        "WHERE {cohort} AND r.kind = 'human' AND r.decision = 'reject' GROUP BY 1",
+        # Accounts that used the expedite channel.
+        "vip_accounts": f"SELECT COUNT(DISTINCT a.account_id) AS n FROM appeal a {join_freeze} "
+        "WHERE {cohort} AND a.expedited",
+    }
+
+
 def build_report(
     uow: UnitOfWork, period: Period, *, progress: Callable[[int, int], None] | None = None
 ) -> Report:
     """Compute the report for ``period``; ``progress(done, total)`` is called after each step."""
     now = uow.runtime.clock.now()
     params = _params(period, now)
-    dialect = _sql(uow)
-    done = 0
-
-    def step() -> None:
-        nonlocal done
-        done += 1
+    found: dict[str, list[Any]] = {}
+    queries = _queries(_sql(uow))
+    total = len(queries) + 2
+    for n, (name, sql) in enumerate(queries.items(), 1):
+        found[name] = list(uow.conn.execute(_query(sql, period), params))
         if progress is not None:
-            progress(done, STEPS)
-
-    def rows(sql: str) -> list[Any]:
-        found = list(uow.conn.execute(_query(sql, period), params))
-        step()
-        return found
-
-    # 1. Freezes per day, cause, rule and status.
-    per_day = rows(
-        f"SELECT {dialect['day']} AS day, f.category, {RULE} AS rule, f.status, COUNT(*) AS n "
-        'FROM "freeze" f WHERE {cohort} GROUP BY 1, 2, 3, 4'
+            progress(n, total)
+    # The expedite quota spent per year, over all accounts (quotas are per account and year).
+    found["quota"] = list(
+        uow.conn.execute(text("SELECT year, SUM(used) AS used FROM vip_expedite GROUP BY year"))
     )
-    # 2. Freezes released on an approved appeal, per cause and rule.
-    on_appeal = rows(
-        f'SELECT f.category, {RULE} AS rule, COUNT(*) AS n FROM "freeze" f '
-        "WHERE {cohort} AND f.status = 'released' AND EXISTS "
-        "(SELECT 1 FROM appeal a WHERE a.freeze_id = f.id AND a.status = 'approved') GROUP BY 1, 2"
-    )
-    # 3. Per released case: cause, seconds from the first submission (the first machine pre-review
-    #    runs at it) to the release, and whether the materials were incomplete: a reviewer asked for
-    #    more, or rejected a round for its vouchers.
-    secs = dialect["secs"].format(a="f.ended_at", b="s.first_at")
-    released = rows(
-        f'SELECT f.category, {secs} AS seconds, s.incomplete FROM "freeze" f JOIN ('
-        "SELECT a.freeze_id, MIN(r.created_at) AS first_at, "
-        "MAX(CASE WHEN r.kind = 'human' AND (r.decision = 'needs_more_info' OR (r.decision = 'reject' "
-        f"AND r.reason_codes LIKE '%{VOUCHER_PREFIX}%')) THEN 1 ELSE 0 END) AS incomplete, "
-        "MAX(CASE WHEN a.status = 'approved' THEN 1 ELSE 0 END) AS approved "
-        'FROM "freeze" f JOIN appeal a ON a.freeze_id = f.id JOIN appeal_review r ON r.appeal_id = a.id '
-        "WHERE {cohort} GROUP BY a.freeze_id) s ON s.freeze_id = f.id "
-        "WHERE f.status = 'released' AND s.approved = 1"
-    )
-    # 4. Appeals by round, status and expedite.
-    appeal_rows = rows(
-        "SELECT a.round, a.status, a.expedited, COUNT(*) AS n "
-        'FROM appeal a JOIN "freeze" f ON f.id = a.freeze_id WHERE {cohort} GROUP BY 1, 2, 3'
-    )
-    # 5. First response against its deadline.
-    sla_rows = rows(
-        "SELECT CASE WHEN a.first_responded_at IS NOT NULL THEN "
-        "(CASE WHEN a.first_responded_at <= a.first_response_due THEN 'met' ELSE 'breached' END) "
-        "WHEN a.first_response_due < :now THEN 'breached' ELSE 'pending' END AS outcome, "
-        'a.expedited, COUNT(*) AS n FROM appeal a JOIN "freeze" f ON f.id = a.freeze_id '
-        "WHERE {cohort} AND a.first_response_due IS NOT NULL GROUP BY 1, 2"
-    )
-    # 6. Reviews: who decided what, and whether they agreed with the machine.
-    review_rows = rows(
-        "SELECT r.kind, r.reviewer, r.decision, r.agrees_with_machine, COUNT(*) AS n "
-        'FROM appeal_review r JOIN appeal a ON a.id = r.appeal_id JOIN "freeze" f ON f.id = a.freeze_id '
-        "WHERE {cohort} GROUP BY 1, 2, 3, 4"
-    )
-    # 7. Why appeals were rejected (the distinct code combinations are few).
-    reject_rows = rows(
-        "SELECT r.reason_codes, COUNT(*) AS n FROM appeal_review r JOIN appeal a ON a.id = r.appeal_id "
-        'JOIN "freeze" f ON f.id = a.freeze_id '
-        "WHERE {cohort} AND r.kind = 'human' AND r.decision = 'reject' GROUP BY 1"
-    )
-    # 8. Accounts that used the expedite channel, and the quota spent per year (all accounts).
-    vip_accounts = rows(
-        'SELECT COUNT(DISTINCT a.account_id) AS n FROM appeal a JOIN "freeze" f ON f.id = a.freeze_id '
-        "WHERE {cohort} AND a.expedited"
-    )[0].n
-    quota = list(uow.conn.execute(text("SELECT year, SUM(used) AS used FROM vip_expedite GROUP BY year")))
-
-    report = _assemble(
-        period,
-        now,
-        per_day,
-        on_appeal,
-        released,
-        appeal_rows,
-        sla_rows,
-        review_rows,
-        reject_rows,
-        (int(vip_accounts), quota),
-        uow,
-    )
-    step()
+    report = _assemble(period, now, found, uow)
+    if progress is not None:
+        progress(total, total)
     return report
 
 
-def _assemble(
-    period: Period,
-    now: datetime,
-    per_day: list[Any],
-    on_appeal: list[Any],
-    released: list[Any],
-    appeal_rows: list[Any],
-    sla_rows: list[Any],
-    review_rows: list[Any],
-    reject_rows: list[Any],
-    vip: tuple[int, list[Any]],
-    uow: UnitOfWork,
-) -> Report:
+def _assemble(period: Period, now: datetime, found: dict[str, list[Any]], uow: UnitOfWork) -> Report:
     """Turn the grouped rows into the report."""
+    per_day, on_appeal, released = found["per_day"], found["on_appeal"], found["released"]
+    appeal_rows, sla_rows, reject_rows = found["appeals"], found["sla"], found["rejects"]
     days: Counter[tuple[str, str, str]] = Counter()
     by_status: dict[str, Counter[str]] = defaultdict(Counter)
     per_rule: Counter[str] = Counter()
@@ -564,10 +536,10 @@ def _assemble(
         vip=Vip(
             expedited_appeals=expedited,
             share_of_appeals=_ratio(expedited, total_appeals),
-            accounts=vip[0],
-            quota_used_by_year={str(r.year): int(r.used) for r in vip[1]},
+            accounts=int(found["vip_accounts"][0].n),
+            quota_used_by_year={str(r.year): int(r.used) for r in found["quota"]},
         ),
-        reviews=_reviews(review_rows),
+        reviews=_reviews(found["reviews"]),
         labels=LABELS,
     )
 
