@@ -25,7 +25,7 @@ from thawline.domain.clock import FakeClock
 from thawline.domain.freezes import ReasonCategory
 from thawline.domain.staff import Role, hotp, totp_step
 from thawline.oplog.entry import Actor, ActorKind, decode_entry
-from thawline.services import appeals, engine, expedite, lists, rulesets, staff
+from thawline.services import apikeys, appeals, engine, expedite, lists, rulesets, staff, staff_sessions
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -464,6 +464,41 @@ def _list_entry(runtime: Runtime, _me: str | None) -> dict[str, str]:
     return {"entry_id": entry.id}
 
 
+def _member(runtime: Runtime, _me: str | None) -> dict[str, str]:
+    name = f"target{next(_accounts)}"
+    make_staff(runtime, name, Role.REVIEWER)
+    return {"username": name}
+
+
+def _disabled_member(runtime: Runtime, me: str | None) -> dict[str, str]:
+    found = _member(runtime, me)
+    with UnitOfWork(runtime) as uow:
+        staff.disable(uow, found["username"], SYSTEM)
+        uow.commit()
+    return found
+
+
+def _locked_member(runtime: Runtime, me: str | None) -> dict[str, str]:
+    found = _member(runtime, me)
+    for _ in range(5):
+        with UnitOfWork(runtime) as uow:
+            assert staff_sessions.sign_in(uow, found["username"], "wrong wrong wrong") is None
+            uow.commit()
+    return found
+
+
+def _api_key(runtime: Runtime, _me: str | None) -> dict[str, str]:
+    with UnitOfWork(runtime) as uow:
+        info, _secret = apikeys.create_key(uow, "k", ["authz:check"], SYSTEM)
+        uow.commit()
+    return {"key_id": info.id}
+
+
+def _new_member(csrf: str) -> dict[str, Any]:
+    name = f"new{next(_accounts)}"
+    return {"csrf": csrf, "username": name, "roles": ["auditor"], "password": PASSWORD}
+
+
 def _decision(csrf: str) -> dict[str, Any]:
     return {"csrf": csrf, "decision": "approve", "reason_codes": ["evidence_sufficient"], "note": "ok"}
 
@@ -525,6 +560,34 @@ MATRIX = [
         _list_entry,
         lambda csrf: {"csrf": csrf, "reason": "wrong"},
     ),
+    Row("GET", "/console/admin/users", frozenset({AD})),
+    Row("POST", "/console/admin/users", frozenset({AD}), form=_new_member),
+    Row(
+        "POST",
+        "/console/admin/users/{username}/roles",
+        frozenset({AD}),
+        _member,
+        lambda csrf: {"csrf": csrf, "roles": ["auditor"]},
+    ),
+    Row("POST", "/console/admin/users/{username}/disable", frozenset({AD}), _member),
+    Row("POST", "/console/admin/users/{username}/enable", frozenset({AD}), _disabled_member),
+    Row("POST", "/console/admin/users/{username}/unlock", frozenset({AD}), _locked_member),
+    Row(
+        "POST",
+        "/console/admin/users/{username}/password",
+        frozenset({AD}),
+        _member,
+        lambda csrf: {"csrf": csrf, "password": "another fine passphrase"},
+    ),
+    Row("GET", "/console/admin/apikeys", frozenset({AD})),
+    Row(
+        "POST",
+        "/console/admin/apikeys",
+        frozenset({AD}),
+        form=lambda csrf: {"csrf": csrf, "name": "gw", "scopes": ["authz:check"]},
+        done=200,
+    ),
+    Row("POST", "/console/admin/apikeys/{key_id}/revoke", frozenset({AD}), _api_key),
     Row("POST", "/console/logout", EVERY_ROLE),  # last: it ends the session
 ]
 # POST /console/login is the sign-in itself, exercised by every cell below and by the tests above.

@@ -19,6 +19,7 @@ from thawline.api.routes import (
     accounts,
     appeals,
     console,
+    console_admin,  # noqa: F401 (its pages join the console router on import)
     console_audit,  # noqa: F401 (its pages join the console router on import)
     console_rules,  # noqa: F401 (its pages join the console router on import)
     events,

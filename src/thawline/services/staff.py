@@ -18,7 +18,7 @@ from sqlalchemy import Row, select, update
 
 from thawline.adapters.db.schema import staff_session, staff_user
 from thawline.domain import staff as rules
-from thawline.domain.errors import ConflictError, NotFoundError
+from thawline.domain.errors import ConflictError, NotFoundError, PermissionDeniedError
 from thawline.domain.staff import Permission, Role
 from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
 from thawline.services.unit_of_work import UnitOfWork
@@ -56,6 +56,7 @@ class StaffUser:
     disabled: bool
     created_at: datetime
     last_sign_in_at: datetime | None
+    locked_until: datetime | None = None
 
     @property
     def permissions(self) -> frozenset[Permission]:
@@ -78,6 +79,7 @@ def user_of(row: Row[Any]) -> StaffUser:
         disabled=row.disabled_at is not None,
         created_at=row.created_at,
         last_sign_in_at=row.last_sign_in_at,
+        locked_until=row.locked_until,
     )
 
 
@@ -142,13 +144,11 @@ def disable(uow: UnitOfWork, username: str, actor: Actor) -> StaffUser:
     row = find(uow, username)
     if row.disabled_at is not None:
         raise ConflictError(f"{row.username!r} is already disabled")
+    if actor.id == row.id:
+        raise PermissionDeniedError("you cannot disable yourself; ask another admin")
     now = uow.runtime.clock.now()
     uow.conn.execute(update(staff_user).where(staff_user.c.id == row.id).values(disabled_at=now))
-    uow.conn.execute(
-        update(staff_session)
-        .where(staff_session.c.user_id == row.id, staff_session.c.ended_at.is_(None))
-        .values(ended_at=now)
-    )
+    _end_sessions(uow, row.id)
     uow.mark_changed()
     uow.record(
         LogRecord(
@@ -160,6 +160,74 @@ def disable(uow: UnitOfWork, username: str, actor: Actor) -> StaffUser:
         )
     )
     return get(uow, row.username)
+
+
+def _end_sessions(uow: UnitOfWork, user_id: str) -> None:
+    uow.conn.execute(
+        update(staff_session)
+        .where(staff_session.c.user_id == user_id, staff_session.c.ended_at.is_(None))
+        .values(ended_at=uow.runtime.clock.now())
+    )
+
+
+def _change(
+    uow: UnitOfWork, row: Row[Any], action: str, actor: Actor, *, before: Any, after: Any, **values: Any
+) -> StaffUser:
+    """Update one member's row and record ``action`` with the before and after state."""
+    uow.conn.execute(update(staff_user).where(staff_user.c.id == row.id).values(**values))
+    uow.mark_changed()
+    uow.record(
+        LogRecord(action=action, actor=actor, subject=subject(row.id), state_before=before, state_after=after)
+    )
+    return get(uow, row.username)
+
+
+def set_roles(uow: UnitOfWork, username: str, roles: list[str], actor: Actor) -> StaffUser:
+    """Replace a member's roles; an admin cannot take away their own admin role (nobody would be left
+    to give it back)."""
+    row = find(uow, username)
+    granted = rules.parse_roles(roles)
+    current = rules.parse_roles(row.roles.split())
+    if granted == current:
+        raise ConflictError(f"{row.username!r} already has exactly these roles")
+    if actor.id == row.id and Role.ADMIN in current and Role.ADMIN not in granted:
+        raise PermissionDeniedError("you cannot remove your own admin role; ask another admin")
+    before, after = {"roles": list(current)}, {"roles": list(granted)}
+    return _change(
+        uow, row, "staff.roles_changed", actor, before=before, after=after, roles=" ".join(granted)
+    )
+
+
+def enable(uow: UnitOfWork, username: str, actor: Actor) -> StaffUser:
+    """Let a disabled member sign in again."""
+    row = find(uow, username)
+    if row.disabled_at is None:
+        raise ConflictError(f"{row.username!r} is not disabled")
+    before, after = {"disabled": True}, {"disabled": False}
+    return _change(
+        uow, row, "staff.enabled", actor, before=before, after=after, disabled_at=None, failed_count=0
+    )
+
+
+def unlock(uow: UnitOfWork, username: str, actor: Actor) -> StaffUser:
+    """End a sign-in lockout now (after repeated wrong passwords) and reset the failure count."""
+    row = find(uow, username)
+    now = uow.runtime.clock.now()
+    if row.locked_until is None or row.locked_until <= now:
+        raise ConflictError(f"{row.username!r} is not locked out")
+    before, after = {"locked": True}, {"locked": False}
+    return _change(
+        uow, row, "staff.unlocked", actor, before=before, after=after, locked_until=None, failed_count=0
+    )
+
+
+def set_password(uow: UnitOfWork, username: str, password: str, actor: Actor) -> StaffUser:
+    """Give a member a new password (policy checked); their open sessions end."""
+    row = find(uow, username)
+    rules.check_password(password, row.username)
+    _end_sessions(uow, row.id)
+    values = {"password_hash": _hasher.hash(password), "failed_count": 0, "locked_until": None}
+    return _change(uow, row, "staff.password_set", actor, before=None, after=None, **values)
 
 
 def _totp_context(user_id: str) -> str:
