@@ -358,13 +358,11 @@ def _queries(dialect: dict[str, str]) -> dict[str, str]:
     secs = dialect["secs"].format(a="f.ended_at", b="s.first_at")
     join_freeze = 'JOIN "freeze" f ON f.id = a.freeze_id'
     return {
-        # Freezes per day, cause, rule and status.
-        "per_day": f"SELECT {dialect['day']} AS day, f.category, {RULE} AS rule, f.status, COUNT(*) AS n "
-        'FROM "freeze" f WHERE {cohort} GROUP BY 1, 2, 3, 4',
-        # Freezes released on an approved appeal, per cause and rule.
-        "on_appeal": f'SELECT f.category, {RULE} AS rule, COUNT(*) AS n FROM "freeze" f '
-        "WHERE {cohort} AND f.status = 'released' AND EXISTS "
-        "(SELECT 1 FROM appeal a WHERE a.freeze_id = f.id AND a.status = 'approved') GROUP BY 1, 2",
+        # Freezes per day, cause, rule and status, and whether they were released on an approved appeal.
+        "freezes": f"SELECT {dialect['day']} AS day, f.category, {RULE} AS rule, f.status, "
+        "CASE WHEN f.status = 'released' AND EXISTS (SELECT 1 FROM appeal a WHERE a.freeze_id = f.id "
+        "AND a.status = 'approved') THEN 1 ELSE 0 END AS on_appeal, COUNT(*) AS n "
+        'FROM "freeze" f WHERE {cohort} GROUP BY 1, 2, 3, 4, 5',
         # Per released case: cause, seconds from the first submission (the first machine pre-review
         # runs at it) to the release, and whether the materials were incomplete: a reviewer asked for
         # more, or rejected a round for its vouchers.
@@ -376,23 +374,18 @@ def _queries(dialect: dict[str, str]) -> dict[str, str]:
         f"FROM appeal a {join_freeze} JOIN appeal_review r ON r.appeal_id = a.id "
         "WHERE {cohort} GROUP BY a.freeze_id) s ON s.freeze_id = f.id "
         "WHERE f.status = 'released' AND s.approved = 1",
-        # Appeals by round, status and expedite.
-        "appeals": f"SELECT a.round, a.status, a.expedited, COUNT(*) AS n FROM appeal a {join_freeze} "
-        "WHERE {cohort} GROUP BY 1, 2, 3",
-        # First response against its deadline (open ones are breached once the deadline has passed).
-        "sla": "SELECT CASE WHEN a.first_responded_at IS NOT NULL THEN "
+        # Appeals by round, status and expedite, and their first response against its deadline
+        # (an open one is breached once the deadline has passed).
+        "appeals": "SELECT a.round, a.status, a.expedited, CASE WHEN a.first_response_due IS NULL THEN '' "
+        "WHEN a.first_responded_at IS NOT NULL THEN "
         "(CASE WHEN a.first_responded_at <= a.first_response_due THEN 'met' ELSE 'breached' END) "
-        "WHEN a.first_response_due < :now THEN 'breached' ELSE 'pending' END AS outcome, "
-        f"a.expedited, COUNT(*) AS n FROM appeal a {join_freeze} "
-        "WHERE {cohort} AND a.first_response_due IS NOT NULL GROUP BY 1, 2",
-        # Reviews: who decided what, and whether they agreed with the machine.
-        "reviews": "SELECT r.kind, r.reviewer, r.decision, r.agrees_with_machine, COUNT(*) AS n "
+        "WHEN a.first_response_due < :now THEN 'breached' ELSE 'pending' END AS outcome, COUNT(*) AS n "
+        f"FROM appeal a {join_freeze} WHERE {{cohort}} GROUP BY 1, 2, 3, 4",
+        # Reviews: who decided what, whether they agreed with the machine, and why they rejected.
+        "reviews": "SELECT r.kind, r.reviewer, r.decision, r.agrees_with_machine, "
+        "CASE WHEN r.decision = 'reject' THEN r.reason_codes ELSE '' END AS codes, COUNT(*) AS n "
         f"FROM appeal_review r JOIN appeal a ON a.id = r.appeal_id {join_freeze} "
-        "WHERE {cohort} GROUP BY 1, 2, 3, 4",
-        # Why appeals were rejected (the distinct code combinations are few).
-        "rejects": "SELECT r.reason_codes, COUNT(*) AS n FROM appeal_review r "
-        f"JOIN appeal a ON a.id = r.appeal_id {join_freeze} "
-        "WHERE {cohort} AND r.kind = 'human' AND r.decision = 'reject' GROUP BY 1",
+        "WHERE {cohort} GROUP BY 1, 2, 3, 4, 5",
         # Accounts that used the expedite channel.
         "vip_accounts": f"SELECT COUNT(DISTINCT a.account_id) AS n FROM appeal a {join_freeze} "
         "WHERE {cohort} AND a.expedited",
@@ -424,20 +417,18 @@ def build_report(
 
 def _assemble(period: Period, now: datetime, found: dict[str, list[Any]], uow: UnitOfWork) -> Report:
     """Turn the grouped rows into the report."""
-    per_day, on_appeal, released = found["per_day"], found["on_appeal"], found["released"]
-    appeal_rows, sla_rows, reject_rows = found["appeals"], found["sla"], found["rejects"]
+    per_day, released, appeal_rows = found["freezes"], found["released"], found["appeals"]
     days: Counter[tuple[str, str, str]] = Counter()
     by_status: dict[str, Counter[str]] = defaultdict(Counter)
     per_rule: Counter[str] = Counter()
+    on_appeal_cat: Counter[str] = Counter()
+    on_appeal_rule: Counter[str] = Counter()
     for r in per_day:
         days[(str(r.day), r.category, r.rule)] += r.n
         by_status[r.category][r.status] += r.n
         per_rule[r.rule] += r.n
-    on_appeal_cat: Counter[str] = Counter()
-    on_appeal_rule: Counter[str] = Counter()
-    for r in on_appeal:
-        on_appeal_cat[r.category] += r.n
-        on_appeal_rule[r.rule] += r.n
+        on_appeal_cat[r.category] += r.n if r.on_appeal else 0
+        on_appeal_rule[r.rule] += r.n if r.on_appeal else 0
 
     frame = pl.DataFrame(
         {
@@ -458,9 +449,11 @@ def _assemble(period: Period, now: datetime, found: dict[str, list[Any]], uow: U
     )
 
     appeal_status: Counter[str] = Counter()
+    sla: Counter[tuple[str, bool]] = Counter()
     first = first_rejected = second = expedited = 0
     for r in appeal_rows:
         appeal_status[r.status] += r.n
+        sla[(r.outcome, bool(r.expedited))] += r.n
         if r.round == 1:
             first += r.n
             first_rejected += r.n if r.status == "rejected" else 0
@@ -470,16 +463,15 @@ def _assemble(period: Period, now: datetime, found: dict[str, list[Any]], uow: U
     total_appeals = sum(appeal_status.values())
     reasons: Counter[str] = Counter()
     rejections = voucher_rejections = 0
-    for r in reject_rows:
-        codes = str(r.reason_codes).split()
+    for r in found["reviews"]:
+        if r.kind != "human" or r.decision != Decision.REJECT.value:
+            continue
+        codes = str(r.codes).split()
         rejections += r.n
         voucher_rejections += r.n if any(c.startswith(VOUCHER_PREFIX) for c in codes) else 0
         for code in codes:
             reasons[code] += r.n
 
-    sla: Counter[tuple[str, bool]] = Counter()
-    for r in sla_rows:
-        sla[(r.outcome, bool(r.expedited))] += r.n
     met = sla[("met", False)] + sla[("met", True)]
     breached = sla[("breached", False)] + sla[("breached", True)]
 
