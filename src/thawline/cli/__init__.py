@@ -8,6 +8,7 @@ from thawline.cli import (
     accounts,
     admin,
     demo,
+    export,
     logcmd,
     notify,
     report,
@@ -18,6 +19,7 @@ from thawline.cli import (
     verification,
     worker,
 )
+from thawline.cli import backtest as backtest_cli
 from thawline.cli import lists as list_cli
 
 app = typer.Typer(
@@ -43,7 +45,9 @@ app.add_typer(list_cli.lists_app, name="lists")
 app.add_typer(notify.outbox_app, name="outbox")
 app.add_typer(notify.webhook_app, name="webhook")
 app.add_typer(staff.staff_app, name="staff")
+app.command("backtest")(backtest_cli.backtest)
 app.command("report")(report.report)
+app.add_typer(export.export_app, name="export")
 
 
 def main() -> None:
