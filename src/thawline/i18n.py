@@ -195,6 +195,21 @@ MESSAGES: dict[str, dict[str, str]] = {
         "console.flagged": "Flagged transactions",
         "console.amount": "Amount",
         "console.time": "Time",
+        "console.unclaim": "Hand back",
+        "console.material_alt": "Uploaded {kind}",
+        "console.open_pdf": "Open the PDF",
+        "console.graph": "Linked accounts",
+        "console.graph.title": "Accounts linked to {account} within two hops",
+        "console.graph.frozen": "frozen",
+        "console.graph.truncated": "More accounts are linked than the picture shows; the nearest are drawn.",
+        "console.graph.none": (
+            "No other account shares a device, IP, card, phone or cash-out counterparty with this one."
+        ),
+        "console.activity": "Account activity",
+        "console.activity.type": "Event",
+        "console.activity.details": "Details",
+        "console.activity.outcome": "Decision",
+        "console.activity.rules": "Rules that fired",
         "console.users": "Staff members",
         "console.users.roles": "Roles",
         "console.users.state": "State",
@@ -363,6 +378,11 @@ MESSAGES: dict[str, dict[str, str]] = {
             "No signed checkpoint covers this entry yet, so there is no inclusion proof. "
             "It will have one after the next checkpoint."
         ),
+        "console.dashboard": "Dashboard",
+        "console.dashboard.since": "From (UTC day)",
+        "console.dashboard.until": "To (UTC day, inclusive)",
+        "console.dashboard.all_causes": "All causes",
+        "console.dashboard.apply": "Show",
     },
     "zh-CN": {
         "bad_request": "请求有误",
@@ -554,6 +574,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "console.flagged": "涉及交易",
         "console.amount": "金额",
         "console.time": "时间",
+        "console.unclaim": "退回队列",
+        "console.material_alt": "上传的{kind}",
+        "console.open_pdf": "打开 PDF",
+        "console.graph": "关联账户",
+        "console.graph.title": "与 {account} 两跳以内关联的账户",
+        "console.graph.frozen": "已冻结",
+        "console.graph.truncated": "关联账户多于图中所示；仅绘制最近的账户。",
+        "console.graph.none": "没有其他账户与本账户共用设备、IP、银行卡、手机号或提现对手方。",
+        "console.activity": "账户动态",
+        "console.activity.type": "事件",
+        "console.activity.details": "详情",
+        "console.activity.outcome": "决策",
+        "console.activity.rules": "命中规则",
         "console.users": "员工账号",
         "console.users.roles": "角色",
         "console.users.state": "状态",
@@ -707,6 +740,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "console.audit.not_covered": (
             "尚无签名检查点覆盖此条目，因此还没有包含证明。下一个检查点签署后即可获得。"
         ),
+        "console.dashboard": "统计报表",
+        "console.dashboard.since": "起始日（UTC）",
+        "console.dashboard.until": "截止日（UTC，含当日）",
+        "console.dashboard.all_causes": "全部原因",
+        "console.dashboard.apply": "查看",
     },
 }
 

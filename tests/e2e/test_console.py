@@ -499,6 +499,13 @@ def _new_member(csrf: str) -> dict[str, Any]:
     return {"csrf": csrf, "username": name, "roles": ["auditor"], "password": PASSWORD}
 
 
+def _with_material(runtime: Runtime, me: str | None) -> dict[str, str]:
+    appeal_id = new_appeal(runtime)
+    with UnitOfWork(runtime, read_only=True) as uow:
+        material = appeals.materials(uow, appeal_id)[0]
+    return {"appeal_id": appeal_id, "material_id": material.id}
+
+
 def _decision(csrf: str) -> dict[str, Any]:
     return {"csrf": csrf, "decision": "approve", "reason_codes": ["evidence_sufficient"], "note": "ok"}
 
@@ -510,6 +517,8 @@ MATRIX = [
     Row("POST", "/console/appeals/{appeal_id}/claim", frozenset({R, SR}), _claimable),
     Row("POST", "/console/appeals/{appeal_id}/claim", frozenset({SR}), _second),
     Row("POST", "/console/appeals/{appeal_id}/decision", frozenset({R, SR}), _held, _decision),
+    Row("POST", "/console/appeals/{appeal_id}/unclaim", frozenset({R, SR}), _held),
+    Row("GET", "/console/appeals/{appeal_id}/materials/{material_id}", frozenset({R, SR}), _with_material),
     Row("POST", "/console/appeals/{appeal_id}/decision", frozenset({SR}), _second_held, _decision),
     Row("GET", "/console/audit", frozenset({AU})),
     Row("GET", "/console/audit/entries/{seq}", frozenset({AU}), _signed_entry),

@@ -160,3 +160,8 @@ def risky_links(uow: UnitOfWork, accounts: set[str], now: datetime) -> dict[str,
             if link.a == a and link.b in frozen:
                 out.setdefault(a, {}).setdefault(link.b, [link])
     return {a: list(paths.values()) for a, paths in out.items()}
+
+
+def neighbours(uow: UnitOfWork, accounts: set[str], now: datetime) -> list[Link]:
+    """The direct links of ``accounts`` (public form of the engine's lookup, for the console's graph)."""
+    return _neighbours(uow, accounts, now)

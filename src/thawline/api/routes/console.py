@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Form, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from thawline.api.deps import RuntimeDep
 from thawline.api.pages import page
@@ -33,7 +34,7 @@ from thawline.domain.errors import InvalidInputError, NotFoundError
 from thawline.domain.review import REASON_CODES, Decision
 from thawline.domain.staff import case_step_permission, check_permission
 from thawline.i18n import t
-from thawline.services import appeals, freezes, review, staff, timeline
+from thawline.services import activity, appeals, freezes, link_graph, review, staff, timeline
 from thawline.services.runtime import Runtime
 from thawline.services.staff_sessions import StaffSession
 from thawline.services.unit_of_work import UnitOfWork
@@ -95,7 +96,19 @@ def _case(runtime: Runtime, appeal_id: str, who: StaffSession, lang: str) -> dic
     with UnitOfWork(runtime, read_only=True) as uow:
         a = appeals.get(uow, appeal_id)
         may_act = who.may(case_step_permission(a.status)) and a.status in QUEUED
+        graph = link_graph.neighbourhood(uow, a.account_id, runtime.clock.now())
         return {
+            "graph": graph,
+            # Every value in the SVG is escaped by render_svg itself.
+            "graph_svg": Markup(  # noqa: S704
+                link_graph.render_svg(
+                    graph,
+                    title=t("console.graph.title", lang, account=a.account_id),
+                    frozen_label=t("console.graph.frozen", lang),
+                )
+            ),
+            "activity": activity.recent(uow, a.account_id),
+            "can_unclaim": a.assignee == who.user.actor.ref and a.status in QUEUED,
             "appeal": a,
             "freeze": freezes.get(uow, a.freeze_id),
             "flagged": freezes.flagged(uow, a.freeze_id),
@@ -192,3 +205,39 @@ def decide(
         )
 
     return _act(request, runtime, appeal_id, who, lang=lang, step=step)
+
+
+@router.post("/appeals/{appeal_id}/unclaim")
+def unclaim(
+    appeal_id: str, request: Request, runtime: RuntimeDep, who: Reviewer, lang: Lang = None
+) -> Response:
+    """Hand back a case you hold: it returns to the queue for someone else."""
+    if isinstance(who, Response):
+        return who
+    actor = who.user.actor
+    return _act(
+        request, runtime, appeal_id, who, lang=lang, step=lambda uow: review.unclaim(uow, appeal_id, actor)
+    )
+
+
+@router.get("/appeals/{appeal_id}/materials/{material_id}")
+def material(
+    appeal_id: str, material_id: str, request: Request, runtime: RuntimeDep, *, who: Reader, lang: Lang = None
+) -> Response:
+    """One uploaded material as the holder sent it (its type sniffed at upload), shown in the browser."""
+    if isinstance(who, Response):
+        return who
+    with UnitOfWork(runtime, read_only=True) as uow:
+        found = next((m for m in appeals.materials(uow, appeal_id) if m.id == material_id), None)
+    if found is None:
+        return denied(
+            language_of(request, runtime, lang), who, f"no material {material_id} on this case", 404
+        )
+    data = runtime.blobs.get(found.sha256)
+    extension = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+    name = f"{found.kind}-{material_id}.{extension.get(found.media_type, 'bin')}"
+    return Response(
+        data,
+        media_type=found.media_type,
+        headers={"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "private, no-store"},
+    )
