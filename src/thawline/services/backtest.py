@@ -67,6 +67,7 @@ def _from_strings(df: pl.DataFrame) -> pl.DataFrame:
             df = df.with_columns(pl.lit(None, dtype=dtype).alias(column))
     return df.with_columns(
         ts_us=pl.col("occurred_at")
+        .str.replace(r"Z$", "+00:00")
         .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_zone="UTC", time_unit="us")
         .dt.epoch("us"),
         hour=pl.col("occurred_at").str.slice(11, 2).cast(pl.Int8),  # the hour in the sender's zone
@@ -193,7 +194,7 @@ def load_database(
         raw = pl.concat(chunks) if chunks else pl.DataFrame(schema=_PAYLOAD.to_schema())
         df = _from_strings(raw)
         ids = df["account_id"].unique().to_list()
-        kyc = dict(uow.conn.execute(select(account.c.id, account.c.kyc_level)).tuples().all())
+        kyc = {r.id: r.kyc_level for r in uow.conn.execute(select(account.c.id, account.c.kyc_level))}
         index = lists.load_index(uow)
         blacklisted = set()
         if index.size:
