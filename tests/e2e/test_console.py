@@ -521,6 +521,7 @@ MATRIX = [
     Row("GET", "/console/appeals/{appeal_id}/materials/{material_id}", frozenset({R, SR}), _with_material),
     Row("POST", "/console/appeals/{appeal_id}/decision", frozenset({SR}), _second_held, _decision),
     Row("GET", "/console/audit", frozenset({AU})),
+    Row("GET", "/console/dashboard", frozenset({SR, RA, AU, AD})),
     Row("GET", "/console/audit/entries/{seq}", frozenset({AU}), _signed_entry),
     Row("GET", "/console/audit/entries/{seq}/inclusion.json", frozenset({AU}), _signed_entry),
     Row("GET", "/console/rules", frozenset({RA})),

@@ -21,6 +21,7 @@ from thawline.api.routes import (
     console,
     console_admin,  # noqa: F401 (its pages join the console router on import)
     console_audit,  # noqa: F401 (its pages join the console router on import)
+    console_dashboard,  # noqa: F401 (its pages join the console router on import)
     console_rules,  # noqa: F401 (its pages join the console router on import)
     events,
     health,
@@ -28,6 +29,7 @@ from thawline.api.routes import (
     notifications,
     portal,
     portal_appeals,
+    reports,
     review,
     verification,
     webhooks,
@@ -166,6 +168,7 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.include_router(list_routes.router)
     app.include_router(notifications.router)
     app.include_router(webhooks.router)
+    app.include_router(reports.router)
     app.include_router(portal.api)
     app.include_router(portal.router)
     app.include_router(portal_appeals.router)

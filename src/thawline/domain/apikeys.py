@@ -27,6 +27,7 @@ class Scope(StrEnum):
     NOTIFICATIONS_WRITE = "notifications:write"  # the holder's side: read receipts, notification preferences
     WEBHOOKS_WRITE = "webhooks:write"  # an integrator: its webhook subscriptions and their deliveries
     OUTBOX_ADMIN = "outbox:admin"  # operators: every outbox message, dead letters, replays
+    REPORTS_READ = "reports:read"  # the freeze report and its charts: aggregates, no personal data
     ADMIN = "admin"
 
 
