@@ -141,6 +141,7 @@ def test_a_reviewer_signs_in_with_a_secure_session_and_sees_the_queue(
     assert html.index(rushed) < html.index(plain)  # expedited first
     assert "expedited" in html
     assert "48 h 0 min left" in html
+    assert '<meta http-equiv="refresh" content="60">' in html  # countdowns stay current without script
     assert 'action="/console/appeals/' + plain + "/claim" in html
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from tests import lifecycle as lc
 from tests.e2e.conftest import issue_key
 from thawline.api.app import create_app
+from thawline.domain.clock import FakeClock
 from thawline.oplog.entry import decode_entry
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
@@ -172,3 +174,38 @@ def test_a_holder_cannot_act_on_someone_elses_appeal(runtime: Runtime, browser_l
     refused = browser_like.post(f"/portal/appeals/{other}/expedite", data={"csrf": csrf})
     assert refused.status_code == 422
     assert "not yours" in refused.text
+
+
+def test_a_burst_of_form_posts_is_slowed_down_and_changes_nothing(
+    runtime: Runtime, browser_like: TestClient, clock: FakeClock
+) -> None:
+    lc.register(runtime)
+    lc.flagged_hf(runtime)
+    browser_like.get(_link(runtime))
+    page = browser_like.get("/portal/account?lang=en").text
+    freeze_id = page.split('action="/portal/freezes/')[1].split("/")[0]
+    browser_like.post(
+        f"/portal/freezes/{freeze_id}/appeal", data={"csrf": _csrf(page), "explanation": "mine"}
+    )
+    appeal_id = browser_like.get("/portal/account").text.split('action="/portal/appeals/')[1].split("/")[0]
+    replies = [
+        browser_like.post(f"/portal/appeals/{appeal_id}/submit", data={"csrf": _csrf(page)}).status_code
+        for _ in range(25)
+    ]
+    assert replies[:19] == [422] * 19  # incomplete: refused with what is missing (1 action was the opening)
+    assert set(replies[19:]) == {429}
+    slowed = browser_like.post(f"/portal/appeals/{appeal_id}/submit", data={"csrf": _csrf(page)})
+    assert slowed.headers["retry-after"] == "60"
+    assert "Too many attempts" in slowed.text
+    assert _actions(runtime, "appeal.") == ["appeal.opened"]
+    clock.advance(timedelta(minutes=1))
+    again = browser_like.post(f"/portal/appeals/{appeal_id}/submit", data={"csrf": _csrf(page)})
+    assert again.status_code == 422  # the window has passed: heard again
+
+
+def test_guessing_links_from_one_address_is_slowed_down(runtime: Runtime, browser_like: TestClient) -> None:
+    lc.register(runtime)
+    codes = [browser_like.get(f"/portal/enter?token=guess{i}").status_code for i in range(22)]
+    assert codes[:20] == [403] * 20
+    assert codes[20:] == [429, 429]
+    assert browser_like.get(_link(runtime), follow_redirects=False).status_code == 429  # even a good one

@@ -10,11 +10,11 @@ import pytest
 
 from thawline.domain.appeals import AppealStatus
 from thawline.domain.errors import InvalidInputError, PermissionDeniedError
+from thawline.domain.limits import AttemptLimiter
 from thawline.domain.staff import (
     LOCKOUT_DURATION,
     MAX_FAILURES,
     PERMISSIONS,
-    AttemptLimiter,
     Permission,
     Role,
     after_failure,
@@ -45,7 +45,12 @@ def test_only_a_senior_reviewer_gives_the_second_approval() -> None:
 
 
 def test_the_auditor_only_reads() -> None:
-    assert PERMISSIONS[Role.AUDITOR] == {Permission.LOG_READ, Permission.PROOFS_READ, Permission.LOG_EXPORT}
+    assert PERMISSIONS[Role.AUDITOR] == {
+        Permission.LOG_READ,
+        Permission.PROOFS_READ,
+        Permission.LOG_EXPORT,
+        Permission.REPORTS_READ,
+    }
 
 
 def test_an_admin_manages_but_does_not_review_cases() -> None:

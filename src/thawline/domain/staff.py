@@ -12,8 +12,6 @@ import base64
 import hashlib
 import hmac
 import re
-import threading
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,9 +53,7 @@ class Permission(StrEnum):
 P = Permission
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.REVIEWER: frozenset({P.CASES_READ, P.CASES_REVIEW}),
-    Role.SENIOR_REVIEWER: frozenset(
-        {P.CASES_READ, P.CASES_REVIEW, P.CASES_SECOND_APPROVAL, P.REPORTS_READ}
-    ),
+    Role.SENIOR_REVIEWER: frozenset({P.CASES_READ, P.CASES_REVIEW, P.CASES_SECOND_APPROVAL, P.REPORTS_READ}),
     Role.RISK_ANALYST: frozenset({P.RULES_WRITE, P.LISTS_WRITE, P.SUPPRESSIONS_WRITE, P.REPORTS_READ}),
     Role.AUDITOR: frozenset({P.LOG_READ, P.PROOFS_READ, P.LOG_EXPORT, P.REPORTS_READ}),
     # Separation of duties: the auditor checks what admins did, so admins do not read the log here.
@@ -150,32 +146,6 @@ def after_failure(failures: int, now: datetime) -> Lockout:
 def is_locked(locked_until: datetime | None, now: datetime) -> bool:
     """Whether a lock is still in force."""
     return locked_until is not None and now < locked_until
-
-
-class AttemptLimiter:
-    """At most ``limit`` attempts per key in any ``window`` (a sliding window, in memory, thread-safe).
-
-    Sign-in is throttled per username and per client address before any password is hashed.
-    """
-
-    def __init__(self, limit: int, window: timedelta = timedelta(minutes=1)) -> None:
-        self.limit = limit
-        self.window = window
-        self._seen: dict[str, deque[datetime]] = {}
-        self._lock = threading.Lock()
-
-    def attempt(self, key: str, now: datetime) -> timedelta | None:
-        """Count an attempt; None if allowed, else how long until one is (the attempt is not counted)."""
-        with self._lock:
-            seen = self._seen.setdefault(key, deque())
-            while seen and seen[0] <= now - self.window:
-                seen.popleft()
-            if len(seen) >= self.limit:
-                return seen[0] + self.window - now
-            seen.append(now)
-            if len(self._seen) > 10_000:  # forget idle keys so a flood of names cannot grow memory
-                self._seen = {k: v for k, v in self._seen.items() if v and v[-1] > now - self.window}
-            return None
 
 
 # TOTP (RFC 6238 over RFC 4226 HOTP): HMAC-SHA1, 6 digits, 30-second steps, one step of clock drift

@@ -25,7 +25,8 @@ from thawline.domain.errors import (
     PermissionDeniedError,
     ThawlineError,
 )
-from thawline.domain.staff import AttemptLimiter, Permission
+from thawline.domain.limits import AttemptLimiter
+from thawline.domain.staff import Permission
 from thawline.i18n import pick_language, t
 from thawline.services import staff_sessions
 from thawline.services.runtime import Runtime

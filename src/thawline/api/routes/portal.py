@@ -16,6 +16,7 @@ from thawline.domain import authorization
 from thawline.domain.apikeys import Scope
 from thawline.domain.appeals import EDITABLE, LAPSED, OPEN, AppealStatus
 from thawline.domain.errors import NotFoundError, PermissionDeniedError
+from thawline.domain.limits import AttemptLimiter
 from thawline.i18n import pick_language, t
 from thawline.oplog.entry import Actor, ActorKind
 from thawline.services import (
@@ -81,13 +82,31 @@ def _session(runtime: Runtime, token: str | None) -> portal.PortalSession | None
         return portal.current(uow, token)
 
 
-def _denied(lang: str) -> HTMLResponse:
-    return _page("denied.html", lang, http_status=403)
+def _denied(lang: str, status: int = 403) -> HTMLResponse:
+    return _page("denied.html", lang, http_status=status, too_many=status == 429)
+
+
+def too_fast(request: Request, key: str, limit: int, name: str) -> int | None:
+    """Count one attempt by ``key`` on the app's limiter ``name``; seconds to wait if over ``limit``."""
+    state = request.app.state
+    limiters: dict[str, AttemptLimiter] = state.__dict__.setdefault("portal_limiters", {})
+    limiter = limiters.setdefault(name, AttemptLimiter(limit))
+    wait = limiter.attempt(key, request.app.state.runtime.clock.now())
+    return None if wait is None else max(1, int(wait.total_seconds() + 0.999))
+
+
+# One-time links tried per client address per minute (a link is 256 random bits: this is hygiene).
+ENTRIES_PER_MINUTE = 20
 
 
 @router.get("/enter")
 def enter(request: Request, runtime: RuntimeDep, token: str = "", lang: Lang = None) -> Response:
     """Spend a one-time link: open a session (cookie) and go to the account page."""
+    address = request.client.host if request.client else "unknown"
+    if too_fast(request, address, ENTRIES_PER_MINUTE, "enter") is not None:
+        refused = _denied(_lang(request, lang), 429)
+        refused.headers["Retry-After"] = "60"
+        return refused
     try:
         with UnitOfWork(runtime) as uow:
             _session_view, session_token = portal.enter(uow, token)

@@ -15,9 +15,10 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from thawline.api.deps import RuntimeDep
-from thawline.api.routes.portal import COOKIE, LANG_COOKIE, _account_page, _checked, _page
+from thawline.api.routes.portal import COOKIE, LANG_COOKIE, _account_page, _checked, _page, too_fast
 from thawline.domain.appeals import MaterialKind
 from thawline.domain.errors import InvalidInputError, NotFoundError, ThawlineError
+from thawline.i18n import t
 from thawline.oplog.entry import Actor, ActorKind
 from thawline.services import accounts, appeals, expedite, freezes, verification
 from thawline.services.appeals import IncompleteAppealError
@@ -28,6 +29,9 @@ from thawline.services.unit_of_work import UnitOfWork
 router = APIRouter(prefix="/portal", include_in_schema=False)
 Csrf = Annotated[str, Form()]
 BACK = "/portal/account"
+# Form actions (appeal, upload, submit, codes, …) per account per minute: a person filling in the
+# appeal stays far below; a script hammering submissions or one-time codes does not.
+ACTIONS_PER_MINUTE = 20
 
 
 def _act(
@@ -37,6 +41,11 @@ def _act(
     session = _checked(runtime, request.cookies.get(COOKIE), csrf)
     chosen = request.cookies.get(LANG_COOKIE)
     holder = Actor(ActorKind.HOLDER, session.account_id)
+    wait = too_fast(request, session.account_id, ACTIONS_PER_MINUTE, "actions")
+    if wait is not None:
+        with UnitOfWork(runtime, read_only=True) as uow:
+            lang = chosen or accounts.get(uow, session.account_id).language
+        return _again(runtime, session, chosen, t("portal.too_many", lang, seconds=wait), 429)
     try:
         with UnitOfWork(runtime) as uow:
             action(uow, session.account_id, holder)
@@ -50,9 +59,14 @@ def _act(
     return RedirectResponse(BACK, status_code=303)
 
 
-def _again(runtime: Runtime, session: PortalSession, chosen: str | None, error: str) -> Response:
+def _again(
+    runtime: Runtime, session: PortalSession, chosen: str | None, error: str, status: int = 422
+) -> Response:
     language, values = _account_page(runtime, session, chosen, error)
-    return _page("account.html", language, http_status=422, **values)
+    reply = _page("account.html", language, http_status=status, **values)
+    if status == 429:
+        reply.headers["Retry-After"] = "60"
+    return reply
 
 
 def _on_appeal(
