@@ -112,7 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smaller world, under about 30 s")
     args = parser.parse_args()
-    print(json.dumps(measure(args.quick)))  # noqa: T201
+    print(json.dumps(measure(args.quick)))
 
 
 if __name__ == "__main__":

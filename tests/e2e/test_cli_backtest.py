@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from thawline.cli import app
 from thawline.oplog.entry import decode_entry
+from thawline.services.engine import default_ruleset_text
 from thawline.services.runtime import build_runtime
 from thawline.services.unit_of_work import UnitOfWork
-from thawline.services.engine import default_ruleset_text
 from thawline.sim import SimConfig, World, write_dataset
 
 runner = CliRunner()

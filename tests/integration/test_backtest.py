@@ -175,7 +175,10 @@ def test_a_sweep_is_monotonic_and_recommends_the_loosest_threshold_meeting_the_t
     # At 6: a06 joins → 2 of 8 (25%) > 20%.
     assert table["recommended"] == 7.0
     assert "txn_count_10m >= 7" in table["recommended_condition"]
-    assert sweep_table(result, Sweep("burst", "txn_count_10m", plan.values, 0.0), outcomes)["recommended"] == 10.0
+    assert (
+        sweep_table(result, Sweep("burst", "txn_count_10m", plan.values, 0.0), outcomes)["recommended"]
+        == 10.0
+    )
     report = compare(result, outcomes)
     assert report["live"]["frozen_accounts"] == sum(1 for n in sizes.values() if n >= 8)
 
@@ -224,7 +227,9 @@ def test_a_backtest_from_the_database_replays_stored_events_with_appeal_outcomes
         lc.register(runtime, account, kyc="full")
     gateway = Actor(ActorKind.INTEGRATOR, "ak_gateway")
     risk = engine.RiskEngine(runtime)
-    risk.ingest(_card_test(runtime, "acc_1") + _card_test(runtime, "acc_2") + _card_test(runtime, "acc_3", 5), gateway)
+    risk.ingest(
+        _card_test(runtime, "acc_1") + _card_test(runtime, "acc_2") + _card_test(runtime, "acc_3", 5), gateway
+    )
     _decided_appeal(runtime, "acc_1", lc.Decision.REJECT)
     _decided_appeal(runtime, "acc_2", lc.Decision.APPROVE)
     history = service.load_database(runtime)

@@ -33,14 +33,18 @@ def parse_sweep(text: str, target: float) -> Sweep:
     rule, sep, rest = text.partition(":")
     param, eq, span = rest.partition("=")
     parts = span.split(":")
-    if not (sep and eq and rule and param and len(parts) == 3):  # noqa: PLR2004
-        raise InvalidInputError("expected RULE_ID:PARAM=FROM:TO:STEP, e.g. hf_burst:txn_count_10m=10:30:2", field="sweep")
+    if not (sep and eq and rule and param and len(parts) == 3):
+        raise InvalidInputError(
+            "expected RULE_ID:PARAM=FROM:TO:STEP, e.g. hf_burst:txn_count_10m=10:30:2", field="sweep"
+        )
     try:
         lo, hi, step = (float(p) for p in parts)
     except ValueError:
         raise InvalidInputError("FROM, TO and STEP must be numbers", field="sweep") from None
     if step <= 0 or hi < lo or (hi - lo) / step > MAX_SWEEP_STEPS:
-        raise InvalidInputError(f"need STEP > 0, FROM <= TO and at most {MAX_SWEEP_STEPS} steps", field="sweep")
+        raise InvalidInputError(
+            f"need STEP > 0, FROM <= TO and at most {MAX_SWEEP_STEPS} steps", field="sweep"
+        )
     count = int((hi - lo) / step + 1e-9) + 1
     values = tuple(round(lo + i * step, 10) for i in range(count))
     return Sweep(rule, param, values, target)
@@ -52,22 +56,33 @@ def _when(value: str | None, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidInputError("expected a date or time such as 2026-11-01 or 2026-11-01T08:00+08:00", field=name) from None
+        raise InvalidInputError(
+            "expected a date or time such as 2026-11-01 or 2026-11-01T08:00+08:00", field=name
+        ) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def backtest(  # noqa: PLR0913
+def backtest(  # noqa: PLR0917 — one parameter per option
     candidate: Annotated[Path, typer.Option(help="Candidate ruleset (YAML). / 候选规则集文件。")],
     events: Annotated[
         Path | None,
-        typer.Option(help="Events (Parquet or JSON Lines from `thawline simulate`); default: the database. / 事件文件，缺省读数据库。"),
+        typer.Option(
+            help="Events (Parquet or JSON Lines from `thawline simulate`); default: the database. "
+            "/ 事件文件，缺省读数据库。"
+        ),
     ] = None,
     live: Annotated[
         Path | None,
-        typer.Option(help="Compare with this ruleset instead of the active one. / 用此规则集代替当前生效规则集。"),
+        typer.Option(
+            help="Compare with this ruleset instead of the active one. / 用此规则集代替当前生效规则集。"
+        ),
     ] = None,
-    since: Annotated[str | None, typer.Option(help="Count events from (ISO date/time; UTC if no zone). / 起始时间。")] = None,
-    until: Annotated[str | None, typer.Option(help="Count events before (ISO date/time). / 截止时间。")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Count events from (ISO date/time; UTC if no zone). / 起始时间。")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Count events before (ISO date/time). / 截止时间。")
+    ] = None,
     sweep: Annotated[
         str | None,
         typer.Option(help="Sweep a threshold: RULE_ID:PARAM=FROM:TO:STEP. / 阈值扫描。"),
@@ -91,13 +106,20 @@ def backtest(  # noqa: PLR0913
     try:
         cand_text = candidate.read_text("utf-8")
     except OSError as exc:
-        raise typer.BadParameter(f"cannot read {candidate}: {exc.strerror}", param_hint="--candidate") from None
+        raise typer.BadParameter(
+            f"cannot read {candidate}: {exc.strerror}", param_hint="--candidate"
+        ) from None
     with runtime() as rt:
         cand = service.parse_ruleset(cand_text, field="candidate")
         plan = parse_sweep(sweep, target_wrongful) if sweep else None
         start, end = _when(since, "since"), _when(until, "until")
         version, live_rules = _live(rt, live)
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"), TimeElapsedColumn())
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[stage]}"),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("backtest / 回测", total=9, stage="load")
 
@@ -139,32 +161,58 @@ def _rate(value: float | None) -> str:
 
 def _print_table(report: dict[str, Any]) -> None:
     out = Console()
-    out.print(f"[bold]Backtest / 回测[/bold]: {report['events']:,} events, {report['accounts']:,} accounts ({report['source']})")
+    head = f"{report['events']:,} events, {report['accounts']:,} accounts ({report['source']})"
+    out.print(f"[bold]Backtest / 回测[/bold]: {head}")
     summary = Table("", "live / 当前", "candidate / 候选")
     for label, key in (("frozen accounts / 冻结账户", "frozen_accounts"), ("wrongful / 误冻", "wrongful")):
         summary.add_row(label, str(report["live"][key]), str(report["candidate"][key]))
-    for label, key in (("wrongful-freeze rate / 误冻率", "wrongful_freeze_rate"), ("precision / 精确率", "precision"), ("recall / 召回率", "recall")):
+    for label, key in (
+        ("wrongful-freeze rate / 误冻率", "wrongful_freeze_rate"),
+        ("precision / 精确率", "precision"),
+        ("recall / 召回率", "recall"),
+    ):
         summary.add_row(label, _rate(report["live"].get(key)), _rate(report["candidate"].get(key)))
     out.print(summary)
-    out.print(f"freezes added / 新增冻结: {report['freezes_added']['accounts']} (wrongful {report['added_wrongful']}) {' '.join(report['freezes_added']['sample'][:10])}")
-    out.print(f"freezes removed / 减少冻结: {report['freezes_removed']['accounts']} (wrongful {report['removed_wrongful']}) {' '.join(report['freezes_removed']['sample'][:10])}")
+    for label, key, wrong in (
+        ("freezes added / 新增冻结", "freezes_added", "added_wrongful"),
+        ("freezes removed / 减少冻结", "freezes_removed", "removed_wrongful"),
+    ):
+        sample = " ".join(report[key]["sample"][:10])
+        out.print(f"{label}: {report[key]['accounts']} (wrongful / 误冻 {report[wrong]}) {sample}")
     rules = Table("rule / 规则", "live accounts", "candidate accounts", "+", "-", "wrongful rate (cand.)")
     for r in report["rules"]:
         if not r["changed"]:
             continue
         lv, cd = r["live"], r["candidate"]
         rules.add_row(
-            r["rule"], str(lv["accounts"]) if lv else "—", str(cd["accounts"]) if cd else "—",
-            str(len(r["accounts_added"])), str(len(r["accounts_removed"])), _rate(cd["wrongful_rate"]) if cd else "—",
-        )  # fmt: skip
+            r["rule"],
+            str(lv["accounts"]) if lv else "—",
+            str(cd["accounts"]) if cd else "—",
+            str(len(r["accounts_added"])),
+            str(len(r["accounts_removed"])),
+            _rate(cd["wrongful_rate"]) if cd else "—",
+        )
     if rules.row_count:
         out.print(rules)
     if "sweep" in report:
         sw = report["sweep"]
-        table = Table("value / 阈值", "accounts", "rightful", "wrongful", "wrongful rate", "ruleset frozen", title=f"sweep {sw['rule']}:{sw['param']}")
+        table = Table(
+            "value / 阈值",
+            "accounts",
+            "rightful",
+            "wrongful",
+            "wrongful rate",
+            "ruleset frozen",
+            title=f"sweep {sw['rule']}:{sw['param']}",
+        )
         for row in sw["rows"]:
             mark = " ←" if row["value"] == sw["recommended"] else ""
-            table.add_row(f"{row['value']:g}{mark}", str(row["accounts"]), str(row["rightful"]), str(row["wrongful"]), _rate(row["wrongful_freeze_rate"]), str(row["ruleset_frozen_accounts"]))  # fmt: skip
+            table.add_row(
+                f"{row['value']:g}{mark}",
+                *(str(row[k]) for k in ("accounts", "rightful", "wrongful")),
+                _rate(row["wrongful_freeze_rate"]),
+                str(row["ruleset_frozen_accounts"]),
+            )
         out.print(table)
         if sw["recommended"] is None:
             out.print(f"no value meets the target {sw['target_wrongful']:.2%} / 没有满足目标误冻率的阈值")

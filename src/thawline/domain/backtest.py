@@ -56,7 +56,7 @@ class Replay:
     sweep_sources: dict[float, str] = field(default_factory=dict)
 
 
-def replay(  # noqa: PLR0913
+def replay(
     events: pl.DataFrame,
     live: Ruleset,
     candidate: Ruleset,
@@ -247,13 +247,15 @@ def sweep_table(result: Replay, sweep: Sweep, outcomes: Outcomes) -> dict[str, A
             }
         )
     meeting = [
-        r for r in rows if r["wrongful_freeze_rate"] is not None and r["wrongful_freeze_rate"] <= sweep.target_wrongful
+        r
+        for r in rows
+        if r["wrongful_freeze_rate"] is not None and r["wrongful_freeze_rate"] <= sweep.target_wrongful
     ]
     best = max(meeting, key=lambda r: (r["rightful"], -r["wrongful"]), default=None) if meeting else None
     if best is not None:
         best = min(
             (r for r in meeting if (r["rightful"], r["wrongful"]) == (best["rightful"], best["wrongful"])),
-            key=lambda r: rows.index(r),
+            key=rows.index,
         )
     return {
         "rule": rule.id,

@@ -129,7 +129,9 @@ class FeatureFrame:
         )
         members = members.with_columns(self.df[column].to_physical().gather(members["_k"]).alias("_v"))
         name = "ip_changes_1h" if minus_one else "distinct_counterparties_1h"
-        counted = members.group_by("_row").agg(pl.col("_v").drop_nulls().n_unique().cast(pl.Int64).alias(name))
+        counted = members.group_by("_row").agg(
+            pl.col("_v").drop_nulls().n_unique().cast(pl.Int64).alias(name)
+        )
         if minus_one:
             counted = counted.with_columns((pl.col(name) - 1).clip(lower_bound=0))
         return counted.with_columns(pl.col("_row").cast(pl.Int64))
@@ -174,8 +176,8 @@ def _sort(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         pl.col("account_id").to_physical().rank("dense").cast(pl.Int64).alias("_acct"),
         (pl.col("ts_us") - pl.col("ts_us").min()).alias("_off"),
     )
-    accounts = int(ranked["_acct"].max() or 0) + 1
-    spread = int(ranked["_off"].max() or 0) + 2 * max(SPANS_US.values())
+    accounts = int(ranked["_acct"].cast(pl.Int64).max() or 0) + 1  # type: ignore[arg-type]
+    spread = int(ranked["_off"].max() or 0) + 2 * max(SPANS_US.values())  # type: ignore[arg-type]
     time_bits = 62 - accounts.bit_length()
     unit = 1
     while spread // unit >= 1 << time_bits:
@@ -185,7 +187,9 @@ def _sort(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         "_key", maintain_order=True
     )
     out = df[order["_i"]].with_columns(
-        order["_key"], ranked["_acct"].gather(order["_i"]), pl.int_range(df.height, dtype=pl.Int64).alias("_row")
+        order["_key"],
+        ranked["_acct"].gather(order["_i"]),
+        pl.int_range(df.height, dtype=pl.Int64).alias("_row"),
     )
     return out, unit
 
@@ -230,7 +234,7 @@ def prepare(
     return frame
 
 
-def _windows(frame: FeatureFrame, want: set[str], cols: dict[str, pl.Series]) -> None:  # noqa: PLR0912
+def _windows(frame: FeatureFrame, want: set[str], cols: dict[str, pl.Series]) -> None:
     df, th = frame.df, frame.thresholds
     txn = df["_txn"].cast(pl.Int64)
     for w, span in SPANS_US.items():
@@ -252,7 +256,9 @@ def _windows(frame: FeatureFrame, want: set[str], cols: dict[str, pl.Series]) ->
     if "profile_changes_24h" in want:
         cols["profile_changes_24h"] = frame.window_sum(profile, SPANS_US["24h"])
     if "sensitive_changes_24h" in want:
-        sensitive = (profile.cast(pl.Boolean) & df["field"].cast(pl.String).is_in(list(SENSITIVE_FIELDS))).fill_null(False)
+        sensitive = (
+            profile.cast(pl.Boolean) & df["field"].cast(pl.String).is_in(list(SENSITIVE_FIELDS))
+        ).fill_null(False)
         cols["sensitive_changes_24h"] = frame.window_sum(sensitive.cast(pl.Int64), SPANS_US["24h"])
     near = (df["_txn"] & (df["_amt"] >= th.near_low) & (df["_amt"] < th.reporting)).cast(pl.Int64)
     if "near_threshold_7d" in want:
@@ -293,7 +299,9 @@ def _history(frame: FeatureFrame, want: set[str], cols: dict[str, pl.Series], th
             cols["amount_median"] = pl.select(
                 pl.when(has).then(txns["med"].gather(last)).otherwise(0.0)
             ).to_series()
-            cols["amount_max"] = pl.select(pl.when(has).then(txns["top"].gather(last)).otherwise(0.0)).to_series()
+            cols["amount_max"] = pl.select(
+                pl.when(has).then(txns["top"].gather(last)).otherwise(0.0)
+            ).to_series()
         else:
             cols["amount_median"] = cols["amount_max"] = pl.repeat(0.0, df.height, eager=True)
         frame.df = df.with_columns(_history_txns=history_txns)
@@ -328,7 +336,7 @@ def _history(frame: FeatureFrame, want: set[str], cols: dict[str, pl.Series], th
         ).to_series()
 
 
-def _identities(  # noqa: PLR0913
+def _identities(  # noqa: PLR0917 — the inputs of the identity features
     df: pl.DataFrame,
     want: set[str],
     ranges: IpRanges,
@@ -422,17 +430,18 @@ def _devices(df: pl.DataFrame) -> pl.DataFrame:
 def _mad(df: pl.DataFrame, rows: pl.Series) -> pl.DataFrame:
     """Median absolute deviation of the account's last 64 amounts before each row in ``rows``."""
     txn_amounts = df.filter(pl.col("_txn"))["_amt"]
-    sub = df.select("_row", "_txns_before_global", "_history_txns").filter(pl.col("_row").is_in(rows.implode()))
+    sub = df.select("_row", "_txns_before_global", "_history_txns").filter(
+        pl.col("_row").is_in(rows.implode())
+    )
     hi = pl.col("_txns_before_global")
     lo = hi - pl.min_horizontal(pl.col("_history_txns"), pl.lit(RECENT_AMOUNTS))
     members = sub.select("_row", pl.int_ranges(lo, hi).alias("_k")).explode("_k")
     members = members.with_columns(
         _a=pl.when(pl.col("_k").is_not_null()).then(txn_amounts.gather(members["_k"].fill_null(0)))
     )
-    out = members.group_by("_row").agg(
+    return members.group_by("_row").agg(
         pl.when(pl.col("_a").count() > 0)
         .then((pl.col("_a") - pl.col("_a").median()).abs().median())
         .otherwise(0.0)
         .alias("amount_mad")
     )
-    return out

@@ -235,7 +235,7 @@ def live_ruleset(runtime: Runtime) -> tuple[int | None, Ruleset]:
     return int(row.version), Ruleset.from_yaml(row.source)
 
 
-def run(  # noqa: PLR0913
+def run(
     history: History,
     live: Ruleset,
     candidate: Ruleset,
@@ -319,4 +319,3 @@ def record(runtime: Runtime, actor: Actor, report: dict[str, Any], live_version:
 
 def _text(value: float | None) -> str | None:
     return None if value is None else repr(value)
-
