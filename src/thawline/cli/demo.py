@@ -1,78 +1,118 @@
-"""``thawline demo``: load a small simulated world into an empty database (``make run`` does this)."""
+"""``thawline demo``: a month of simulated life in an empty database (``make run`` does this first)."""
 
 from __future__ import annotations
 
-import csv
-import io
-from datetime import UTC, datetime, timedelta
-from typing import Annotated
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from sqlalchemy import func, select
 
 from thawline.adapters.db.schema import account
-from thawline.cli.common import CLI_ACTOR, console, runtime
-from thawline.services import accounts, apikeys, lists
-from thawline.services.engine import EVENT_ADAPTER, RiskEngine
+from thawline.cli.common import console
+from thawline.config import Settings
+from thawline.domain.clock import FakeClock
+from thawline.domain.errors import ThawlineError
+from thawline.services import demo as demo_service
+from thawline.services.runtime import Runtime, build_runtime
 from thawline.services.unit_of_work import UnitOfWork
-from thawline.sim import SimConfig, World
 
-DEMO = "demo-gateway"
+
+class BarProgress:
+    """The demo's phases as rich progress bars."""
+
+    def __init__(self, bars: Progress) -> None:
+        self.bars = bars
+        self.task: Any = None
+
+    def phase(self, name: str, total: int) -> None:
+        """Start a bar for a new phase (the previous one is complete)."""
+        if self.task is not None:
+            self.bars.update(self.task, completed=self.bars.tasks[self.task].total)
+        self.task = self.bars.add_task(name, total=total)
+
+    def advance(self, units: int = 1) -> None:
+        """Move the current bar."""
+        if self.task is not None:
+            self.bars.advance(self.task, units)
 
 
 def demo(
-    accounts_: Annotated[int, typer.Option("--accounts", min=1, max=5000, help="Holders. / 账户数。")] = 200,
-    days: Annotated[int, typer.Option(min=1, max=60, help="Days of activity. / 天数。")] = 7,
-    seed: Annotated[int, typer.Option(help="Random seed. / 随机种子。")] = 1,
+    accounts_: Annotated[
+        int, typer.Option("--accounts", min=1, max=200_000, help="Simulated holders. / 模拟账户数。")
+    ] = 20_000,
+    days: Annotated[int, typer.Option(min=1, max=60, help="Days of history, up to today. / 天数。")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same demo. / 随机种子。")] = 1,
 ) -> None:
-    """Fill an empty database with demo holders, their events, a blocklist and the engine's
-    decisions, and print an admin API key for trying the API. Does nothing if accounts exist.
-    / 向空数据库导入演示数据。"""
-    with runtime() as rt:
+    """Fill an empty database with a lived-in month: holders, their events through the risk engine,
+    freezes, appeals filed and reviewed (vouchers, VIP expedites, second appeals, SLA escalations,
+    four eyes, second verification, self-service KYC), open cases for the console; print staff
+    sign-ins, an admin API key and a summary. Does nothing if accounts exist.
+    / 向空数据库导入一个月的演示数据：账户、事件、冻结、申诉与审核、待处理案件，
+    并打印员工登录信息与 API 密钥。"""
+    settings = Settings()
+    if "sqlite_synchronous" not in settings.model_fields_set:
+        # A demo that dies half-way is simply built again: skip the fsync of each of its commits.
+        settings = settings.model_copy(update={"sqlite_synchronous": "NORMAL"})
+    plan = demo_service.DemoPlan(accounts=accounts_, days=days, seed=seed, end=datetime.now(UTC))
+    clock = FakeClock(plan.start)
+    rt = build_runtime(settings, clock=clock)
+    try:
         with UnitOfWork(rt, read_only=True) as uow:
             existing = uow.conn.execute(select(func.count()).select_from(account)).scalar_one()
         if existing:
             console.print(f"demo: {existing} accounts already present; nothing loaded")
             return
-        start = (datetime.now(UTC) - timedelta(days=days)).date()
-        world = World(SimConfig(seed=seed, accounts=accounts_, days=days, start=start))
-        with UnitOfWork(rt) as uow:
-            for body in world.registrations():
-                holder = body["holder"]
-                accounts.register(
-                    uow,
-                    accounts.RegisterAccount(
-                        account_id=body["id"],
-                        holder_name=holder["name"],
-                        resident_id=holder.get("resident_id"),
-                        phone=holder.get("phone"),
-                        bank_cards=tuple(holder.get("bank_cards", [])),
-                        kyc_level=body.get("kyc_level", "basic"),
-                        vip_tier=body.get("vip_tier", 0),
-                        language=body.get("language", "zh-CN"),
-                        integrator="demo",
-                    ),
-                    CLI_ACTOR,
-                )
-            text = io.StringIO()
-            writer = csv.writer(text, lineterminator="\n")
-            writer.writerow(("kind", "value", "reason"))
-            writer.writerows((e.kind, e.value, e.reason) for e in world.blocklist)
-            if world.blocklist:
-                lists.import_csv(uow, text.getvalue(), "block", CLI_ACTOR, "demo-blocklist.csv")
-            _info, key = apikeys.create_key(uow, DEMO, ["admin"], CLI_ACTOR)
-            uow.commit()
-        engine = RiskEngine(rt)
-        outcomes: dict[str, int] = {}
-        with Progress(transient=True, console=console) as bar:
-            task = bar.add_task("demo events", total=days + 1)
-            for day in world.stream():
-                events = [EVENT_ADAPTER.validate_python(e) for e in day]
-                for start_at in range(0, len(events), 10_000):
-                    result = engine.ingest(events[start_at : start_at + 10_000], CLI_ACTOR)
-                    for o in result.accepted:
-                        outcomes[o.outcome] = outcomes.get(o.outcome, 0) + 1
-                bar.advance(task)
-        console.print(f"demo: {accounts_} accounts, {sum(outcomes.values())} events, outcomes {outcomes}")
-        console.print(f"demo API key (admin, shown once): [bold]{key}[/bold]")
+        began = time.perf_counter()
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as bars:
+            result = demo_service.run(rt, clock, plan, BarProgress(bars))
+        elapsed = time.perf_counter() - began
+        console.print(
+            f"demo: {accounts_} accounts, {result.events} events over {days} days, "
+            f"built in {elapsed:.0f} s / 演示数据已生成"
+        )
+        console.print("demo: seconds per phase " + ", ".join(f"{k} {v}" for k, v in result.seconds.items()))
+        print_summary(rt, result)
+        _print_access(rt, result)
+    except ThawlineError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        rt.close()
+
+
+def print_summary(rt: Runtime, result: demo_service.DemoResult | None = None) -> None:
+    """Print what the demo left in the database (the counts a report would start from)."""
+    figures = demo_service.summary(rt)
+    table = Table("figure / 指标", "value / 数值", title="Thawline demo summary / 演示摘要")
+    for name, value in figures.items():
+        shown = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
+        table.add_row(name.replace("_", " "), "—" if shown in (None, "") else str(shown))
+    if result is not None:
+        table.add_row("case stories", ", ".join(f"{k} {v}" for k, v in sorted(result.stories.items())))
+        table.add_row("submissions refused as incomplete", str(result.refused_incomplete))
+    console.print(table)
+
+
+def _print_access(rt: Runtime, result: demo_service.DemoResult) -> None:
+    """The ways in, each shown once."""
+    portal = rt.settings.portal_url.rstrip("/")
+    site = portal.removesuffix("/portal")
+    console.print(
+        f"Staff console / 审核控制台: {site}/console — sign-ins, shown once / 员工账号（仅显示一次）:"
+    )
+    for login in result.staff:
+        console.print(
+            f"  {login.role.value:<16} {login.username:<10} password: [bold]{login.password}[/bold]"
+        )
+    if result.portal_link is not None:
+        account_id, token, expires = result.portal_link
+        console.print(
+            f"Holder portal for {account_id} (one-time, until {expires:%H:%M} UTC) / 用户门户一次性链接: "
+            f"{portal}/enter?token={token}"
+        )
+    console.print(f"demo API key (admin, shown once): [bold]{result.api_key}[/bold]")
