@@ -183,7 +183,9 @@ def one_case(w: Writer, rng: random.Random, i: int) -> None:
             w.log("freeze.expired", Actor(ActorKind.SCHEDULER, "timers"), subject)
             notify(w, subject)
     else:
-        released_at = appeal_rounds(w, rng, i, account, frz, created, approve_p, vip)
+        released_at = appeal_rounds(
+            w, rng, i=i, account=account, frz=frz, created=created, approve_p=approve_p, vip=vip
+        )
         if released_at is not None:
             status, ended, ended_by = "released", released_at, "system:verification"
             end_reason = "appeal approved and second verification passed"
@@ -191,8 +193,8 @@ def one_case(w: Writer, rng: random.Random, i: int) -> None:
         "freeze",
         (
             frz, account, "full", cause, rule.upper(), "rule", rule, "terms §4", "rule fired", "holder text",
-            f"event:ev_{i:010d}", "rule:" + rule, created, created + timedelta(days=30), status, ended, ended_by,
-            end_reason,
+            f"event:ev_{i:010d}", "rule:" + rule, created, created + timedelta(days=30), status, ended,
+            ended_by, end_reason,
         ),
     )  # fmt: skip
 
@@ -200,6 +202,7 @@ def one_case(w: Writer, rng: random.Random, i: int) -> None:
 def appeal_rounds(
     w: Writer,
     rng: random.Random,
+    *,
     i: int,
     account: str,
     frz: str,
@@ -238,8 +241,8 @@ def appeal_rounds(
         machine = rng.choices(("approve", "needs_more_info", "reject"), weights=(0.6, 0.3, 0.1))[0]
         w.row(
             "appeal_review",
-            (f"rev_{i:010d}_{rnd}_m", apl, "machine:pre_review", "machine", machine, "evidence_sufficient", "",
-             0.9, "[]", None, submitted),
+            (f"rev_{i:010d}_{rnd}_m", apl, "machine:pre_review", "machine", machine, "evidence_sufficient",
+             "", 0.9, "[]", None, submitted),
         )  # fmt: skip
         w.log("appeal.pre_reviewed", MACHINE, subject, details={"recommendation": machine})
         notify(w, subject, 2)
