@@ -15,6 +15,7 @@ from html import escape
 
 # Colour-blind-safe palette (Okabe–Ito), one colour per series.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+MAX_POINTS = 120  # beyond this many x positions, points get no marker of their own
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
 
@@ -53,13 +54,19 @@ def _open(width: int, height: int, title: str, desc: str) -> list[str]:
     ]
 
 
+def _text_width(text: str) -> float:
+    """Rough width of ``text`` at 12 px: CJK characters are about twice as wide as Latin ones."""
+    return sum(13.0 if ord(ch) >= 0x2E80 else 7.2 for ch in text)
+
+
 def _number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
 def bar_chart(title: str, desc: str, bars: Sequence[Bar], *, width: int = 640, empty: str = "—") -> str:
     """Horizontal bars, one row per item, label on the left and the value at the bar's end."""
-    row, top, label_w = 22, 30, min(220, max(80, 7 * max((len(b.label) for b in bars), default=4)))
+    row, top = 22, 30
+    label_w = int(min(240.0, max(80.0, 12 + max((_text_width(b.label) for b in bars), default=0.0))))
     height = top + row * max(len(bars), 1) + 10
     out = _open(width, height, title, desc)
     if not bars:
@@ -121,9 +128,11 @@ def line_chart(
     out.append(f'<text x="{left - 4}" y="{top + plot_h}" {FONT} text-anchor="end" fill="#111111">0</text>')
     every = max(1, len(x_labels) // 6)
     for i, label in enumerate(x_labels):
-        if i % every == 0 or i == len(x_labels) - 1:
+        last = i == len(x_labels) - 1
+        if (i % every == 0 and len(x_labels) - i > every // 2) or last:
+            anchor = "end" if last and len(x_labels) > 1 else "middle"
             out.append(
-                f'<text x="{x_at(i):.1f}" y="{height - 12}" {FONT} text-anchor="middle" fill="#111111">'
+                f'<text x="{x_at(i):.1f}" y="{height - 12}" {FONT} text-anchor="{anchor}" fill="#111111">'
                 f"{escape(label)}</text>"
             )
     for n, s in enumerate(series):
@@ -132,7 +141,12 @@ def line_chart(
         out.append(f'<rect x="{lx}" y="{ly}" width="10" height="10" fill="{colour}"/>')
         out.append(f'<text x="{lx + 14}" y="{ly + 9}" {FONT} fill="#111111">{escape(s.name)}</text>')
         points = " ".join(f"{x_at(i):.1f},{y_at(v):.1f}" for i, v in enumerate(s.values))
-        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        out.append(
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2">'
+            f"<title>{escape(s.name)}: {_number(sum(s.values))}</title></polyline>"
+        )
+        if len(x_labels) > MAX_POINTS:
+            continue  # too dense to point at; the line's own tooltip gives the total
         for i, v in enumerate(s.values):
             out.append(
                 f'<circle cx="{x_at(i):.1f}" cy="{y_at(v):.1f}" r="3" fill="{colour}">'

@@ -49,7 +49,7 @@ def freezes_by_day(report: Report, lang: str) -> str:
     return line_chart(
         label("freezes_by_day", lang),
         desc,
-        [d.strftime("%m-%d") for d in days],
+        [d.strftime("%m-%d" if len(days) <= 366 else "%Y-%m-%d") for d in days],
         series if report.freezes else [],
         empty=_empty(lang),
     )
