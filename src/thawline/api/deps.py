@@ -60,4 +60,5 @@ def require(scope: Scope, *alternatives: Scope) -> Callable[[Request], Awaitable
         request.state.api_key = key
         return key
 
+    check.scopes = (scope, *alternatives)  # type: ignore[attr-defined]  # read by the access matrix test
     return check

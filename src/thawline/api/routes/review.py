@@ -39,6 +39,9 @@ async def _reviewer_or_lead(request: Request) -> ApiKeyInfo:
         return await require(Scope.REVIEWS_WRITE)(request)
 
 
+_reviewer_or_lead.scopes = (Scope.REVIEWS_LEAD, Scope.REVIEWS_WRITE)  # type: ignore[attr-defined]
+
+
 class QueueItemOut(BaseModel):
     """One case waiting for a reviewer."""
 
