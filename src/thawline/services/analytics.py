@@ -355,25 +355,28 @@ def _queries(dialect: dict[str, str]) -> dict[str, str]:
 
     Only constants are formatted in (dialect expressions, the rule expression); values are bound.
     """
-    secs = dialect["secs"].format(a="f.ended_at", b="s.first_at")
+    first_at = (
+        "(SELECT MIN(r.created_at) FROM appeal a JOIN appeal_review r ON r.appeal_id = a.id "
+        "WHERE a.freeze_id = f.id)"
+    )
+    secs = dialect["secs"].format(a="f.ended_at", b=first_at)
     join_freeze = 'JOIN "freeze" f ON f.id = a.freeze_id'
     return {
-        # Freezes per day, cause, rule and status, and whether they were released on an approved appeal.
+        # Freezes per day, cause, rule and status, and whether they were released on an approved appeal
+        # (CASE, so that only released freezes look for their appeal).
         "freezes": f"SELECT {dialect['day']} AS day, f.category, {RULE} AS rule, f.status, "
-        "CASE WHEN f.status = 'released' AND EXISTS (SELECT 1 FROM appeal a WHERE a.freeze_id = f.id "
-        "AND a.status = 'approved') THEN 1 ELSE 0 END AS on_appeal, COUNT(*) AS n "
-        'FROM "freeze" f WHERE {cohort} GROUP BY 1, 2, 3, 4, 5',
-        # Per released case: cause, seconds from the first submission (the first machine pre-review
-        # runs at it) to the release, and whether the materials were incomplete: a reviewer asked for
-        # more, or rejected a round for its vouchers.
-        "released": f'SELECT f.category, {secs} AS seconds, s.incomplete FROM "freeze" f JOIN ('
-        "SELECT a.freeze_id, MIN(r.created_at) AS first_at, "
-        "MAX(CASE WHEN r.kind = 'human' AND (r.decision = 'needs_more_info' OR (r.decision = 'reject' "
-        f"AND r.reason_codes LIKE '%{VOUCHER_PREFIX}%')) THEN 1 ELSE 0 END) AS incomplete, "
-        "MAX(CASE WHEN a.status = 'approved' THEN 1 ELSE 0 END) AS approved "
-        f"FROM appeal a {join_freeze} JOIN appeal_review r ON r.appeal_id = a.id "
-        "WHERE {cohort} GROUP BY a.freeze_id) s ON s.freeze_id = f.id "
-        "WHERE f.status = 'released' AND s.approved = 1",
+        "CASE WHEN f.status = 'released' THEN (CASE WHEN EXISTS (SELECT 1 FROM appeal a "
+        "WHERE a.freeze_id = f.id AND a.status = 'approved') THEN 1 ELSE 0 END) ELSE 0 END AS on_appeal, "
+        'COUNT(*) AS n FROM "freeze" f WHERE {cohort} GROUP BY 1, 2, 3, 4, 5',
+        # Per case released on appeal: cause, seconds from the first submission (the first machine
+        # pre-review runs at it) to the release, and whether the materials were incomplete: a reviewer
+        # asked for more, or rejected a round for its vouchers. Index lookups per released freeze.
+        "released": f"SELECT f.category, {secs} AS seconds, EXISTS (SELECT 1 FROM appeal a "
+        "JOIN appeal_review r ON r.appeal_id = a.id WHERE a.freeze_id = f.id AND r.kind = 'human' AND "
+        "(r.decision = 'needs_more_info' OR (r.decision = 'reject' "
+        f"AND r.reason_codes LIKE '%{VOUCHER_PREFIX}%'))) AS incomplete "
+        "FROM \"freeze\" f WHERE {cohort} AND f.status = 'released' AND EXISTS "
+        "(SELECT 1 FROM appeal a WHERE a.freeze_id = f.id AND a.status = 'approved')",
         # Appeals by round, status and expedite, and their first response against its deadline
         # (an open one is breached once the deadline has passed).
         "appeals": "SELECT a.round, a.status, a.expedited, CASE WHEN a.first_response_due IS NULL THEN '' "
@@ -381,11 +384,14 @@ def _queries(dialect: dict[str, str]) -> dict[str, str]:
         "(CASE WHEN a.first_responded_at <= a.first_response_due THEN 'met' ELSE 'breached' END) "
         "WHEN a.first_response_due < :now THEN 'breached' ELSE 'pending' END AS outcome, COUNT(*) AS n "
         f"FROM appeal a {join_freeze} WHERE {{cohort}} GROUP BY 1, 2, 3, 4",
-        # Reviews: who decided what, whether they agreed with the machine, and why they rejected.
-        "reviews": "SELECT r.kind, r.reviewer, r.decision, r.agrees_with_machine, "
+        # People's decisions: who decided what, whether they agreed with the machine, why they rejected.
+        "reviews": "SELECT r.reviewer, r.decision, r.agrees_with_machine, "
         "CASE WHEN r.decision = 'reject' THEN r.reason_codes ELSE '' END AS codes, COUNT(*) AS n "
         f"FROM appeal_review r JOIN appeal a ON a.id = r.appeal_id {join_freeze} "
-        "WHERE {cohort} GROUP BY 1, 2, 3, 4, 5",
+        "WHERE {cohort} AND r.kind = 'human' GROUP BY 1, 2, 3, 4",
+        # The machine's opinions: only counted.
+        "machine": "SELECT COUNT(*) AS n FROM appeal_review r "
+        f"JOIN appeal a ON a.id = r.appeal_id {join_freeze} WHERE {{cohort}} AND r.kind = 'machine'",
         # Accounts that used the expedite channel.
         "vip_accounts": f"SELECT COUNT(DISTINCT a.account_id) AS n FROM appeal a {join_freeze} "
         "WHERE {cohort} AND a.expedited",
@@ -464,7 +470,7 @@ def _assemble(period: Period, now: datetime, found: dict[str, list[Any]], uow: U
     reasons: Counter[str] = Counter()
     rejections = voucher_rejections = 0
     for r in found["reviews"]:
-        if r.kind != "human" or r.decision != Decision.REJECT.value:
+        if r.decision != Decision.REJECT.value:
             continue
         codes = str(r.codes).split()
         rejections += r.n
@@ -531,19 +537,15 @@ def _assemble(period: Period, now: datetime, found: dict[str, list[Any]], uow: U
             accounts=int(found["vip_accounts"][0].n),
             quota_used_by_year={str(r.year): int(r.used) for r in found["quota"]},
         ),
-        reviews=_reviews(found["reviews"]),
+        reviews=_reviews(found["reviews"], int(found["machine"][0].n)),
         labels=LABELS,
     )
 
 
-def _reviews(review_rows: list[Any]) -> Reviews:
+def _reviews(review_rows: list[Any], machine: int) -> Reviews:
     """Per-reviewer workload and agreement, busiest first."""
     per: dict[str, Counter[str]] = defaultdict(Counter)
-    machine = 0
     for r in review_rows:
-        if r.kind == "machine":
-            machine += r.n
-            continue
         c = per[r.reviewer]
         c["decisions"] += r.n
         c[r.decision] += r.n
