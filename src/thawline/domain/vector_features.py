@@ -140,33 +140,64 @@ class FeatureFrame:
 TEXT = ("currency", "direction", "channel", "field")
 
 
-def _compact(events: pl.DataFrame) -> pl.DataFrame:
-    """One narrow row per event: categorical codes instead of text, the derived flags the features need."""
-    kind = pl.col("type").cast(pl.String)
+# Text columns with a closed set of values travel as enums (cheap to sort); others as categoricals.
+_ENUMS: dict[str, pl.DataType] = {
+    "type": pl.Enum(["login", "transaction", "profile_change", "kyc_update", "device_binding"]),
+    "direction": pl.Enum(["debit", "credit"]),
+    "field": pl.Enum(["phone", "email", "password", "bank_card", "device", "address"]),
+}
+
+
+def _compact(events: pl.DataFrame, want: set[str], ranges: IpRanges) -> pl.DataFrame:
+    """One narrow row per event: identifiers as 64-bit hashes (equality is all the features need), the
+    text columns the rules read, and the derived flags."""
+    kind = pl.col("type")
     is_txn, is_login = kind == "transaction", kind == "login"
+    has_ip = (is_login | is_txn) & (pl.col("ip").fill_null("") != "")
+    text = {
+        "currency": {"currency"},
+        "direction": {"direction", "credit_sum_1h"},
+        "channel": {"channel"},
+        "field": {"profile_field", "sensitive_changes_24h"},
+    }
+    flags: dict[str, pl.Expr] = {}
+    if {"ip_is_proxy", "ip_bad_reputation"} & want:
+        ips = events["ip"].drop_nulls().unique().to_list()
+        table = {ip: ranges.classify(ip) for ip in ips if ip}
+        proxy = [ip for ip, (p, _b) in table.items() if p]
+        bad = [ip for ip, (_p, b) in table.items() if b]
+        flags["ip_is_proxy"] = (
+            (has_ip & pl.col("ip").is_in(proxy)).fill_null(False) if proxy else pl.lit(False)
+        )
+        flags["ip_bad_reputation"] = (
+            (has_ip & pl.col("ip").is_in(bad)).fill_null(False) if bad else pl.lit(False)
+        )
     return events.select(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("_arrival"),
         pl.col("account_id").cast(pl.Categorical),
         pl.col("ts_us").cast(pl.Int64),
         pl.col("hour").cast(pl.Int8),
-        pl.col("type").cast(pl.Categorical),
-        *(pl.col(c).cast(pl.Categorical) for c in TEXT),
+        pl.col("type").cast(_ENUMS["type"], strict=False),
+        *(
+            pl.col(c).cast(_ENUMS.get(c, pl.Categorical()), strict=False)
+            for c, uses in text.items()
+            if uses & want
+        ),
         _txn=is_txn,
         _ok=pl.when(is_login).then(pl.col("success").fill_null(True)).otherwise(True),
-        _ip=pl.when((is_login | is_txn) & (pl.col("ip").fill_null("") != ""))
-        .then(pl.col("ip"))
-        .cast(pl.Categorical),
-        _dev=pl.when(kind.is_in(["login", "transaction", "device_binding"]))
-        .then(pl.col("device_id"))
-        .cast(pl.Categorical),
-        _cp_txn=pl.when(is_txn & (pl.col("counterparty").fill_null("") != ""))
-        .then(pl.col("counterparty"))
-        .cast(pl.Categorical),
+        _ip=pl.when(has_ip).then(pl.col("ip").hash()),
+        _dev=pl.when(
+            kind.is_in(["login", "transaction", "device_binding"]) & pl.col("device_id").is_not_null()
+        ).then(pl.col("device_id").hash()),
+        _cp_txn=pl.when(is_txn & (pl.col("counterparty").fill_null("") != "")).then(
+            pl.col("counterparty").hash()
+        ),
         _amt=pl.when(is_txn).then(pl.col("amount").cast(pl.Float64)).otherwise(0.0),
         _unbind=(kind == "device_binding") & (pl.col("action") == "unbind").fill_null(False),
         _kyc=pl.when(kind == "kyc_update").then(
             pl.col("level").replace_strict(KYC_RANK, default=None, return_dtype=pl.Int64)
         ),
+        **flags,
     )
 
 
@@ -217,7 +248,7 @@ def prepare(
         raise FeatureFrameError(f"the events lack the column(s): {', '.join(missing)}")
     th = thresholds or Thresholds()
     step = progress or (lambda _s: None)
-    compact = _compact(events)
+    compact = _compact(events, set(needed), ip_ranges)
     if "in_period" in events.columns:
         compact = compact.with_columns(events["in_period"])
     df, unit = _sort(compact)
@@ -230,7 +261,7 @@ def prepare(
     _history(frame, want, cols, th)
     frame.df = frame.df.with_columns(**cols)
     step("identities")
-    frame.df = _identities(frame.df, want, ip_ranges, kyc or {}, default_kyc, set(blacklisted))
+    frame.df = _identities(frame.df, want, kyc or {}, default_kyc, set(blacklisted))
     return frame
 
 
@@ -274,7 +305,6 @@ def _windows(frame: FeatureFrame, want: set[str], cols: dict[str, pl.Series]) ->
 
 def _history(frame: FeatureFrame, want: set[str], cols: dict[str, pl.Series], th: Thresholds) -> None:
     df = frame.df
-    acct = pl.col("_acct")
     before = df.select(
         txns_before=(pl.col("_txn").cast(pl.Int64).cum_sum() - pl.col("_txn").cast(pl.Int64)),
         events_before=pl.int_range(pl.len()).over("_acct").cast(pl.Int64),
@@ -313,33 +343,37 @@ def _history(frame: FeatureFrame, want: set[str], cols: dict[str, pl.Series], th
             pl.when(total > 0).then(same_hour / total.cast(pl.Float64)).otherwise(1.0)
         ).to_series()
     if {"daily_count_ewma", "today_txn_count"} & want:
-        day = df["ts_us"] // (86_400 * MICROS)
-        daily = (
-            df.select("_acct", day.alias("_day"), "_txn")
-            .group_by(["_acct", "_day"], maintain_order=True)
-            .agg(pl.col("_txn").cast(pl.Int64).sum().alias("_n"))
-            .with_columns(
-                _ewma=pl.col("_n")
-                .cast(pl.Float64)
-                .ewm_mean(alpha=th.ewma_alpha, adjust=False)
-                .shift(1)
-                .over(acct)
-                .fill_null(0.0)
-            )
+        # An account's events of one UTC day are one contiguous run of the sorted rows.
+        runs = df.select(
+            "_acct",
+            _txn=pl.col("_txn").cast(pl.Int64),
+            _new=(
+                (pl.col("_acct") != pl.col("_acct").shift(1))
+                | (pl.col("ts_us") // (86_400 * MICROS) != (pl.col("ts_us") // (86_400 * MICROS)).shift(1))
+            ).fill_null(True),
+        ).with_columns(
+            _run=pl.col("_new").cum_sum() - 1,
+            _start=pl.when(pl.col("_new")).then(pl.int_range(pl.len(), dtype=pl.Int64)).forward_fill(),
+            _c=pl.col("_txn").cum_sum(),
         )
-        joined = df.select("_acct", day.alias("_day"), "_txn").join(
-            daily, on=["_acct", "_day"], how="left", maintain_order="left"
+        start = runs["_start"]
+        today = runs["_c"] - (runs["_c"].gather(start) - runs["_txn"].gather(start))
+        cols["today_txn_count"] = today
+        is_end = runs["_new"].shift(-1).fill_null(True)
+        daily = pl.DataFrame({"_acct": runs["_acct"].filter(is_end), "_n": today.filter(is_end)}).select(
+            pl.col("_n")
+            .cast(pl.Float64)
+            .ewm_mean(alpha=th.ewma_alpha, adjust=False)
+            .shift(1)
+            .over("_acct")
+            .fill_null(0.0)
         )
-        cols["daily_count_ewma"] = joined["_ewma"]
-        cols["today_txn_count"] = joined.select(
-            pl.col("_txn").cast(pl.Int64).cum_sum().over(["_acct", "_day"])
-        ).to_series()
+        cols["daily_count_ewma"] = daily.to_series().gather(runs["_run"])
 
 
-def _identities(  # noqa: PLR0917 — the inputs of the identity features
+def _identities(
     df: pl.DataFrame,
     want: set[str],
-    ranges: IpRanges,
     kyc: Mapping[str, str],
     default_kyc: str,
     blacklisted: set[str],
@@ -378,16 +412,6 @@ def _identities(  # noqa: PLR0917 — the inputs of the identity features
                 .fill_null(KYC_RANK.get(default_kyc, 0))
             )
             .drop("_kyc0")
-        )
-    if {"ip_is_proxy", "ip_bad_reputation"} & want:
-        ips = df["_ip"].drop_nulls().unique().cast(pl.String).to_list()
-        table = {ip: ranges.classify(ip) for ip in ips}
-        proxy = [ip for ip, (p, _b) in table.items() if p]
-        bad = [ip for ip, (_p, b) in table.items() if b]
-        ip_text = pl.col("_ip").cast(pl.String)
-        df = df.with_columns(
-            ip_is_proxy=ip_text.is_in(proxy).fill_null(False) if proxy else pl.lit(False),
-            ip_bad_reputation=ip_text.is_in(bad).fill_null(False) if bad else pl.lit(False),
         )
     if {"new_device", "known_devices"} & want:
         df = _devices(df)
