@@ -77,6 +77,23 @@ def run_step(runtime: Runtime, step: Callable[[UnitOfWork], object]) -> tuple[in
     return None
 
 
+# Where each member lands after sign-in: the first page their roles open, in this order.
+HOMES = (
+    (Permission.CASES_READ, "/console"),
+    (Permission.LOG_READ, "/console/audit"),
+    (Permission.RULES_WRITE, "/console/rules"),
+    (Permission.LISTS_WRITE, "/console/lists"),
+    (Permission.USERS_ADMIN, "/console/admin/users"),
+    (Permission.REPORTS_READ, "/console/dashboard"),
+)
+
+
+def home_of(session: StaffSession) -> str:
+    """The page a member can work on: the queue for reviewers, the log for auditors, the rules for
+    analysts, staff members for admins."""
+    return next((path for needed, path in HOMES if session.may(needed)), "/console")
+
+
 def denied(lang: str, session: StaffSession | None, message: str, status: int = 403) -> Response:
     """The refusal page (403 unless told otherwise)."""
     return page("console_denied.html", lang, status, session=session, message=message, path="/console")
@@ -173,13 +190,7 @@ def login(
     if opened is None:
         return _login_page(runtime, language, 403, t("console.login.refused", language))
     session, session_token = opened
-    # Land where the member can work: the queue for reviewers, the log for auditors.
-    home = (
-        "/console/audit"
-        if not session.may(Permission.CASES_READ) and session.may(Permission.LOG_READ)
-        else "/console"
-    )
-    reply = see_other(home, lang)
+    reply = see_other(home_of(session), lang)
     reply.set_cookie(
         COOKIE,
         session_token,
