@@ -194,3 +194,17 @@ def api_key(live_server: LiveServer) -> ApiKeyFactory:
         return presented
 
     return make
+
+
+# Form controls (not hidden) without a label, aria-label or aria-labelledby: a screen reader would
+# announce them as nameless.
+UNNAMED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                && !el.getAttribute('aria-labelledby'))
+  .map(el => el.name || el.id)"""
+
+
+def unnamed_controls(page: Page) -> list[str]:
+    """Names of the page's form controls a screen reader would announce without a name."""
+    found: list[str] = page.evaluate(UNNAMED)
+    return found

@@ -8,20 +8,13 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests import lifecycle as lc
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import LiveServer, unnamed_controls
 from thawline.services import staff
 from thawline.services.engine import default_ruleset_text
 from thawline.services.unit_of_work import UnitOfWork
 
 pytestmark = pytest.mark.browser
 PASSWORD = "correct horse battery staple"
-
-# Form controls (not hidden) without a label, aria-label or aria-labelledby: a screen reader would
-# announce them as nameless.
-UNNAMED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
-  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
-                && !el.getAttribute('aria-labelledby'))
-  .map(el => el.name || el.id)"""
 
 
 def _sign_in(page: Page, live_server: LiveServer, username: str, password: str = PASSWORD) -> None:
@@ -48,7 +41,7 @@ def test_an_admin_adds_an_analyst_who_changes_rules_and_imports_a_list(
 
     _sign_in(page, live_server, "root.admin")
     expect(page).to_have_url(f"{live_server.url}/console/admin/users?lang=en")
-    assert page.evaluate(UNNAMED) == []
+    assert unnamed_controls(page) == []
     form = page.locator("#create-member")
     form.locator("input[name=username]").fill("wang.analyst")
     form.locator("input[name=roles][value=risk_analyst]").check()
@@ -61,7 +54,7 @@ def test_an_admin_adds_an_analyst_who_changes_rules_and_imports_a_list(
     _sign_in(page, live_server, "wang.analyst", "analyst passphrase 2026")
     expect(page).to_have_url(f"{live_server.url}/console/rules?lang=en")
     expect(page.locator("#rule-card_testing")).to_contain_text("Card testing")
-    assert page.evaluate(UNNAMED) == []
+    assert unnamed_controls(page) == []
     edited = default_ruleset_text().replace("small_txn_count_10m >= 8", "small_txn_count_10m >= 10")
     page.fill("#source", edited)
     page.fill("#load input[name=note]", "fewer card-testing freezes")
@@ -96,4 +89,4 @@ def test_an_admin_adds_an_analyst_who_changes_rules_and_imports_a_list(
     _sign_in(page, live_server, "audrey.audit")
     page.goto(f"{live_server.url}/console/dashboard?lang=zh-CN")
     expect(page.locator("svg").first).to_be_visible()
-    assert page.evaluate(UNNAMED) == []
+    assert unnamed_controls(page) == []

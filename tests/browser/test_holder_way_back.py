@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from tests import lifecycle as lc
-from tests.browser.conftest import ApiKeyFactory, LiveServer
+from tests.browser.conftest import ApiKeyFactory, LiveServer, unnamed_controls
 from tests.files import pdf
 from thawline.adapters.db.schema import appeal
 from thawline.domain.freezes import ReasonCategory
@@ -55,6 +55,7 @@ def test_a_holder_appeals_from_a_phone_and_comes_back_on_probation(
     phone.goto(_portal_link(live_server, api_key, "acc_1") + "&lang=en")
     expect(phone.locator("#status")).to_contain_text("Your account is frozen")
     expect(phone.locator(".reason")).to_contain_text("holder reason")
+    assert unnamed_controls(phone) == []
 
     # Start with nothing but the explanation: the page says exactly what is still missing.
     phone.fill("textarea[name=explanation]", "These were my own payments; the list entry is wrong.")
@@ -64,6 +65,7 @@ def test_a_holder_appeals_from_a_phone_and_comes_back_on_probation(
     expect(missing).to_have_text(
         ["missing: a photo of your ID document", "missing: a signed explanation letter"]
     )
+    assert unnamed_controls(phone) == []  # the appeal form: upload, document type, submit
     phone.click("#submit-appeal")
     expect(phone.locator("#error")).to_contain_text("missing: a photo of your ID document")
 
