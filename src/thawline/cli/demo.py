@@ -43,7 +43,7 @@ class BarProgress:
 def demo(
     accounts_: Annotated[
         int, typer.Option("--accounts", min=1, max=200_000, help="Simulated holders. / 模拟账户数。")
-    ] = 20_000,
+    ] = 10_000,
     days: Annotated[int, typer.Option(min=1, max=60, help="Days of history, up to today. / 天数。")] = 30,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same demo. / 随机种子。")] = 1,
 ) -> None:
@@ -113,6 +113,7 @@ def _print_access(rt: Runtime, result: demo_service.DemoResult) -> None:
         account_id, token, expires = result.portal_link
         console.print(
             f"Holder portal for {account_id} (one-time, until {expires:%H:%M} UTC) / 用户门户一次性链接: "
-            f"{portal}/enter?token={token}"
+            f"{portal}/enter?token={token}",
+            soft_wrap=True,
         )
-    console.print(f"demo API key (admin, shown once): [bold]{result.api_key}[/bold]")
+    console.print(f"demo API key (admin, shown once): [bold]{result.api_key}[/bold]", soft_wrap=True)

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 
 from thawline.adapters.db.schema import account, appeal, appeal_review, event, freeze, probation
+from thawline.domain.appeals import MaterialKind
 from thawline.domain.clock import FakeClock
 from thawline.domain.review import REASON_CODES, Decision
 from thawline.domain.staff import Role
@@ -47,7 +48,7 @@ from thawline.sim.story import CasePlanner, FreezeFacts
 
 DEMO_KEY_NAME = "demo-gateway"
 EVERYDAY_SHARE = 0.05  # of the simulator's everyday logins and payments (abuse scenarios stay whole)
-BATCHES_PER_DAY = 4  # the integrator sends its events every six hours or so
+BATCHES_PER_DAY = 2  # the integrator sends its events twice a day
 INNOCENT = frozenset({"benign", "account_takeover", "card_testing", "large_transfer"})
 """Ground-truth labels whose holder did nothing wrong: look-alikes, and victims of someone else."""
 STAFF = (
@@ -87,7 +88,7 @@ class NoProgress:
 class DemoPlan:
     """What to build: how many holders, how many days up to ``end``, and the seed."""
 
-    accounts: int = 20_000
+    accounts: int = 10_000
     days: int = 30
     seed: int = 1
     end: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -293,18 +294,23 @@ class Timeline:
         for f in made:
             req = self.rt.appeal_requirements.for_category(f.category)
             severe = f.category in self.rt.high_severity
+            proof = ""  # what shows the money's story: vouchers for flagged payments, or statements
+            if req.voucher_per_flagged_transaction and flagged_transactions(f):
+                proof = "vouchers"
+            elif {MaterialKind.BANK_STATEMENT, MaterialKind.SOURCE_OF_FUNDS} & set(req.materials):
+                proof = "statements"
             facts = FreezeFacts(
                 account_id=f.account_id,
                 category=f.category.value,
                 innocent=self.labels.get(f.account_id, "benign") in INNOCENT,
                 vip=f.account_id in self.vip,
                 high_severity=severe,
-                vouchers=req.voucher_per_flagged_transaction and bool(flagged_transactions(f)),
+                vouchers=bool(proof),
                 self_service=req.self_service is not None and not severe,
                 hours_left=(self.plan.end - f.created_at).total_seconds() / 3600,
             )
             story = self.planner.plan(facts)
-            case = Case(f.id, f.account_id, f.category.value, story, facts.innocent, facts.vouchers)
+            case = Case(f.id, f.account_id, f.category.value, story, facts.innocent, proof)
             self.agenda.add(at, self.player.play(case))
 
 

@@ -26,7 +26,7 @@ from thawline.oplog.entry import Actor, ActorKind
 from thawline.services import appeals, expedite, freezes, review, selfservice, verification
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
-from thawline.sim.story import Story
+from thawline.sim.story import OPEN_STORIES, Story
 
 Steps = Generator[timedelta, None, None]
 CHINA = timedelta(hours=8)  # holders and reviewers keep China Standard Time
@@ -56,7 +56,7 @@ class Case:
     category: str
     story: Story
     innocent: bool
-    vouchers: bool  # the appeal must bring vouchers for flagged transactions
+    proof: str  # "vouchers" (one per flagged transaction), "statements" (bank statements) or ""
     appeal_id: str | None = None
     outcome: str = "open"
 
@@ -156,7 +156,8 @@ class CasePlayer:
             yield self.holder(2, 96)
             self._finish_kyc(c)
             return
-        yield self.holder(1, 30)  # the holder reads the notice and opens an appeal
+        quick = s in OPEN_STORIES  # a recent freeze: its case must reach the queue before the demo ends
+        yield self.holder(0.3, 3) if quick else self.holder(1, 30)  # the holder reads the notice
         self._open(c)
         yield self.minutes(3, 40)
         if s is Story.ABANDONED:
@@ -164,7 +165,7 @@ class CasePlayer:
             if not self._submit(c):
                 c.outcome = "abandoned"  # the idle draft lapses through the scheduler
             return
-        wrong = c.vouchers and (
+        wrong = bool(c.proof) and (
             s in (Story.REJECTED_VOUCHER, Story.SECOND_APPEAL)
             or (s is Story.SECOND_REJECTED and self.rng.random() < 0.5)
         )
@@ -187,19 +188,22 @@ class CasePlayer:
         elif s is Story.SLA_BREACH:
             yield timedelta(hours=self.rng.uniform(50, 80))  # past the 48 h first-response deadline
         else:
-            yield self.office(2, 40)
+            yield self.office(0.5, 4) if s in OPEN_STORIES else self.office(2, 40)
         reviewer = self._first_reviewer(c)
         self._claim(c, reviewer)
         if s is Story.OPEN_IN_REVIEW:
             return
         yield self.minutes(10, 150)
         if s is Story.MORE_INFO:
-            code = "voucher_unclear" if c.vouchers else "statement_needed"
+            code = {"vouchers": "voucher_unclear", "statements": "statement_needed"}.get(
+                c.proof, "explanation_unclear"
+            )
             self._decide(c, reviewer, Decision.NEEDS_MORE_INFO, code)
             yield self.holder(4, 48)
             reviewer = yield from self._resubmit(c)
-        if wrong:
-            self._decide(c, reviewer, Decision.REJECT, self.rng.choice(VOUCHER_REJECT_CODES))
+        if wrong:  # a voucher for another order, or a statement that does not show the payments
+            code = self.rng.choice(VOUCHER_REJECT_CODES) if c.proof == "vouchers" else "voucher_unreadable"
+            self._decide(c, reviewer, Decision.REJECT, code)
         elif s is Story.SECOND_REJECTED or (s in (Story.REJECTED_RISK, Story.SLA_BREACH) and not c.innocent):
             self._decide(c, reviewer, Decision.REJECT, self.rng.choice(RISK_REJECT_CODES))
         elif s is Story.REJECTED_RISK:
@@ -237,7 +241,7 @@ class CasePlayer:
             if c.story is Story.OPEN_SECOND_APPROVAL:
                 return
             yield self.office(1, 20)
-            self._claim(c, self.team.senior)
+            self._claim(c, self.team.senior)  # four eyes: the senior reviewer gives the second approval
             yield self.minutes(5, 60)
             self._decide(c, self.team.senior, Decision.APPROVE, self.rng.choice(APPROVE_CODES))
         c.outcome = "approved"

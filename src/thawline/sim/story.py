@@ -77,7 +77,7 @@ class FreezeFacts:
     innocent: bool  # ground truth: the holder did nothing wrong (a look-alike, or someone's victim)
     vip: bool
     high_severity: bool  # releasing it takes two approvals
-    vouchers: bool  # an appeal must bring a transaction voucher for flagged transactions
+    vouchers: bool  # an appeal must prove payments: vouchers for flagged transactions, or statements
     self_service: bool  # lifted by the holder finishing KYC, not by an appeal
     hours_left: float  # from the freeze to the end of the demo
 
@@ -95,10 +95,10 @@ def eligible(story: Story, f: FreezeFacts) -> bool:
         Story.SLA_BREACH: f.hours_left > 100,
         Story.SECOND_REJECTED: f.hours_left > 120,
         Story.ABANDONED: f.hours_left > 24,
-        Story.OPEN_SUBMITTED: 2 < f.hours_left < 30,
-        Story.OPEN_IN_REVIEW: 4 < f.hours_left < 40,
-        Story.OPEN_SECOND_APPROVAL: f.high_severity and 6 < f.hours_left < 44,
-        Story.OPEN_VERIFICATION: 8 < f.hours_left < 44,
+        Story.OPEN_SUBMITTED: 1 < f.hours_left < 72,
+        Story.OPEN_IN_REVIEW: 3 < f.hours_left < 72,
+        Story.OPEN_SECOND_APPROVAL: f.high_severity and 4 < f.hours_left < 72,
+        Story.OPEN_VERIFICATION: 4 < f.hours_left < 72,
         Story.APPROVED: f.hours_left > 72,
         Story.FACE_RETRY: f.hours_left > 72,
         Story.REJECTED_RISK: f.hours_left > 48,
@@ -117,8 +117,8 @@ def _weights(f: FreezeFacts) -> dict[Story, float]:
             Story.EXPEDITED: 30,
             Story.MORE_INFO: 8,
             Story.FACE_RETRY: 3,
-            Story.REJECTED_VOUCHER: 9,
-            Story.SECOND_APPEAL: 7,
+            Story.REJECTED_VOUCHER: 12,
+            Story.SECOND_APPEAL: 9,
             Story.SLA_BREACH: 5,
             Story.ABANDONED: 3,
             Story.WITHDRAWN: 1,
@@ -126,18 +126,18 @@ def _weights(f: FreezeFacts) -> dict[Story, float]:
         }
     else:
         w = {
-            Story.NO_APPEAL: 50,
-            Story.REJECTED_RISK: 18,
-            Story.SECOND_REJECTED: 6,
-            Story.REJECTED_VOUCHER: 12,
+            Story.NO_APPEAL: 40,
+            Story.REJECTED_RISK: 8,
+            Story.SECOND_REJECTED: 5,
+            Story.REJECTED_VOUCHER: 28,
             Story.ABANDONED: 6,
             Story.WITHDRAWN: 3,
             Story.SLA_BREACH: 2,
         }
         if f.high_severity:  # list data and AML alerts are wrong sometimes: a namesake, an explained source
             w[Story.APPROVED] = 10
-    if f.hours_left < 48:  # recent freezes are what the queue is made of
-        w.update(dict.fromkeys(OPEN_STORIES, 25.0))
+    if f.hours_left < 72:  # recent freezes are what the queue is made of
+        w.update(dict.fromkeys(OPEN_STORIES, 20.0))
     return {s: v for s, v in w.items() if eligible(s, f)}
 
 
