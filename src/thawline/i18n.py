@@ -196,6 +196,20 @@ MESSAGES: dict[str, dict[str, str]] = {
         "console.flagged": "Flagged transactions",
         "console.amount": "Amount",
         "console.time": "Time",
+        "console.audit.since": "From (UTC day)",
+        "console.audit.until": "To (UTC day, inclusive)",
+        "console.audit.export": "Export",
+        "console.audit.dataset": "What",
+        "console.audit.format": "Format",
+        "console.audit.to_seq": "Up to seq (exclusive)",
+        "console.audit.download_export": "Download",
+        "console.audit.export_hint": (
+            "The log as JSON Lines carries a proof per entry against a signed check"
+            "point: check it offline with `thawline log check`. Accounts, cases and"
+            " appeals use the days; the log uses the sequence numbers. Exports hold"
+            " ids, codes, times and hashes, never personal data, and each one is lo"
+            "gged."
+        ),
         "console.unclaim": "Hand back",
         "console.material_alt": "Uploaded {kind}",
         "console.open_pdf": "Open the PDF",
@@ -576,6 +590,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "console.flagged": "涉及交易",
         "console.amount": "金额",
         "console.time": "时间",
+        "console.audit.since": "起始日（UTC）",
+        "console.audit.until": "截止日（UTC，含当日）",
+        "console.audit.export": "导出",
+        "console.audit.dataset": "内容",
+        "console.audit.format": "格式",
+        "console.audit.to_seq": "截至序号（不含）",
+        "console.audit.download_export": "下载",
+        "console.audit.export_hint": (
+            "以 JSON Lines 导出的日志为每条记录附带针对已签名检查点的证明，可用 `th"
+            "awline log check` 离线核验。账户、冻结与申诉按日期导出，日志按序号导出"
+            "。导出内容仅含编号、代码、时间和哈希，不含个人信息，每次导出都会记入日"
+            "志。"
+        ),
         "console.unclaim": "退回队列",
         "console.material_alt": "上传的{kind}",
         "console.open_pdf": "打开 PDF",

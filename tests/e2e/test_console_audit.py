@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,8 +15,9 @@ from fastapi.testclient import TestClient
 from tests import lifecycle as lc
 from tests.e2e.test_console import make_staff, sign_in
 from thawline.api.app import create_app
+from thawline.domain.clock import FakeClock
 from thawline.domain.staff import Role
-from thawline.oplog.bundles import check_inclusion
+from thawline.oplog.bundles import check_export, check_inclusion
 from thawline.oplog.entry import decode_entry
 from thawline.oplog.merkle import leaf_hash
 from thawline.services.runtime import Runtime
@@ -159,3 +161,46 @@ def test_a_reviewer_is_refused_and_nobody_is_sent_to_sign_in(
     reply = nobody.get("/console/audit", follow_redirects=False)
     assert reply.status_code == 303
     assert reply.headers["location"] == "/console/login"
+
+
+def test_an_auditor_narrows_the_log_to_days(
+    runtime: Runtime, clock: FakeClock, browser_as: Callable[[Role | None], TestClient]
+) -> None:
+    lc.register(runtime, "acc_a")  # day 0
+    clock.advance(timedelta(days=2))
+    lc.freeze(runtime, "acc_a")  # day 2
+    clock.advance(timedelta(days=2))
+    lc.register(runtime, "acc_b")  # day 4
+    auditor = browser_as(Role.AUDITOR)  # signs in on day 4 (its own entries are stamped then)
+    everything = _entries(runtime)
+    day2 = (clock.now() - timedelta(days=2)).date().isoformat()
+    wanted = [seq for seq, e in everything if str(e["ts"]).startswith(day2)]
+    assert wanted
+    shown = _listed(auditor.get("/console/audit", params={"since": day2, "until": day2}).text)
+    assert shown == wanted
+    later = _listed(auditor.get("/console/audit", params={"since": day2}).text)
+    assert later == [seq for seq, _e in everything if seq >= wanted[0]]
+    assert auditor.get("/console/audit", params={"since": "yesterday"}).status_code == 422
+
+
+def test_an_auditor_downloads_a_log_range_that_checks_offline_and_the_export_is_logged(
+    runtime: Runtime, browser_as: Callable[[Role | None], TestClient]
+) -> None:
+    _world(runtime)
+    size = _sign_checkpoint(runtime)
+    auditor = browser_as(Role.AUDITOR)
+    assert 'id="export"' in auditor.get("/console/audit").text
+    got = auditor.get("/console/audit/export", params={"dataset": "log", "format": "jsonl", "to_seq": size})
+    assert got.status_code == 200
+    assert got.headers["content-type"].startswith("application/jsonl")
+    lines = [json.loads(line) for line in got.text.splitlines()]
+    assert check_export(lines, [runtime.verifier]) == size  # every entry proven against the checkpoint
+    cases = auditor.get("/console/audit/export", params={"dataset": "cases", "format": "csv"})
+    assert cases.status_code == 200
+    assert cases.text.count("\n") == 3  # the header and the two freezes
+    assert lc.PHONE not in cases.text
+    exported = [e for _s, e in _entries(runtime) if e["action"] == "export.created"]
+    assert [e["details"]["dataset"] for e in exported] == ["log", "cases"]
+    assert all(e["actor"]["kind"] == "reviewer" for e in exported)
+    refused = auditor.get("/console/audit/export", params={"dataset": "everything"})
+    assert refused.status_code == 422

@@ -8,6 +8,7 @@ admins). Entries are listed oldest first (ascending ``seq``); ``from_seq`` pages
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -15,22 +16,26 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from thawline.api.deps import RuntimeDep
+from thawline.api.downloads import export_file
 from thawline.api.pages import page
 from thawline.api.routes import console_auth
-from thawline.api.routes.console_auth import Lang, denied, gate, language_of
-from thawline.domain.errors import ConflictError, NotFoundError
+from thawline.api.routes.console_auth import STATUS_OF, Lang, denied, gate, language_of
+from thawline.domain.errors import ConflictError, InvalidInputError, NotFoundError, ThawlineError
 from thawline.domain.staff import Permission
 from thawline.i18n import t
 from thawline.oplog.bundles import BundleError, check_inclusion
 from thawline.oplog.entry import decode_entry
 from thawline.oplog.merkle import leaf_hash
+from thawline.services import export as exports
 from thawline.services import proofs
+from thawline.services.analytics import Period
 from thawline.services.runtime import Runtime
 from thawline.services.staff_sessions import StaffSession
 from thawline.services.unit_of_work import UnitOfWork
 
 router = console_auth.router  # the console's one router; ``thawline.api.app`` imports this module
 LogReader = Annotated[StaffSession | Response, Depends(gate(Permission.LOG_READ))]
+Exporter = Annotated[StaffSession | Response, Depends(gate(Permission.LOG_EXPORT))]
 ProofReader = Annotated[StaffSession | Response, Depends(gate(Permission.PROOFS_READ))]
 MAX_LIMIT = 200
 # An actor filter is applied after decoding, so one page reads at most this many entries.
@@ -54,6 +59,29 @@ def _row(seq: int, data: bytes) -> dict[str, Any]:
     }
 
 
+def _ts(uow: UnitOfWork, seq: int) -> str:
+    data = uow.oplog.entry_data(seq)
+    return str(decode_entry(bytes(data)).get("ts", "")) if data is not None else ""
+
+
+def first_seq_at(uow: UnitOfWork, when: datetime, tree_size: int) -> int:
+    """The first entry stamped at or after ``when`` (binary search: entries are appended in time
+    order), or ``tree_size`` if there is none."""
+    wanted = when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    lo, hi = 0, tree_size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _stamp(_ts(uow, mid)) < _stamp(wanted):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _stamp(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else datetime.min.replace(tzinfo=UTC)
+
+
 def search(
     uow: UnitOfWork,
     *,
@@ -62,11 +90,13 @@ def search(
     account_id: str | None,
     action: str | None,
     actor: str | None,
+    until: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Matching entries from ``from_seq`` on (at most ``limit``), and where the next page starts (or None)."""
+    """Matching entries from ``from_seq`` on (at most ``limit``, stamped before ``until``), and where the
+    next page starts (or None)."""
     rows: list[dict[str, Any]] = []
     last = from_seq - 1
-    store_limit = None if actor else limit + 1  # one more tells whether there is a next page
+    store_limit = None if actor or until else limit + 1  # one more tells whether there is a next page
     found = uow.oplog.entries(start=from_seq, account_id=account_id, action=action, limit=store_limit)
     for scanned, (seq, data, _chain) in enumerate(found):
         if len(rows) == limit:
@@ -75,9 +105,22 @@ def search(
             return rows, last + 1
         last = seq
         row = _row(seq, bytes(data))
+        if until is not None and _stamp(row["ts"]) >= until:
+            return rows, None
         if actor is None or row["actor"] == actor:
             rows.append(row)
     return rows, None
+
+
+def _day(value: str, field: str, *, end: bool) -> datetime | None:
+    """A UTC day from the form (``until`` is inclusive: its end is the next midnight)."""
+    if not value:
+        return None
+    try:
+        day = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidInputError("give a day such as 2026-11-25", field=field) from None
+    return day + timedelta(days=1) if end else day
 
 
 @router.get("/audit")
@@ -91,16 +134,31 @@ def audit_page(
     actor: Annotated[str, Query(max_length=100)] = "",
     from_seq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    since: Annotated[str, Query(max_length=10)] = "",
+    until: Annotated[str, Query(max_length=10)] = "",
     lang: Lang = None,
 ) -> Response:
-    """Log search by account, action and actor (``kind:id``), oldest first, with the head and checkpoint."""
+    """Log search by account, action, actor (``kind:id``) and UTC days, oldest first, with the head and
+    the latest checkpoint."""
     if isinstance(who, Response):
         return who
     language = language_of(request, runtime, lang)
-    filters = {"account_id": account_id.strip(), "action": action.strip(), "actor": actor.strip()}
+    filters = {
+        "account_id": account_id.strip(),
+        "action": action.strip(),
+        "actor": actor.strip(),
+        "since": since,
+        "until": until,
+    }
+    try:
+        start_day, end_day = _day(since, "since", end=False), _day(until, "until", end=True)
+    except InvalidInputError as exc:
+        return denied(language, who, str(exc), 422)
     with UnitOfWork(runtime, read_only=True) as uow:
         head = uow.oplog.head()
         checkpoint = uow.oplog.checkpoint()
+        if start_day is not None:
+            from_seq = max(from_seq, first_seq_at(uow, start_day, head.tree_size))
         rows, next_seq = search(
             uow,
             from_seq=from_seq,
@@ -108,6 +166,7 @@ def audit_page(
             account_id=filters["account_id"] or None,
             action=filters["action"] or None,
             actor=filters["actor"] or None,
+            until=end_day,
         )
     return page(
         "console_audit.html",
@@ -121,6 +180,9 @@ def audit_page(
         limit=limit,
         tree_size=head.tree_size,
         checkpoint=checkpoint,
+        datasets=[d.value for d in exports.Dataset],
+        formats=[f.value for f in exports.Format],
+        may_export=who.may(Permission.LOG_EXPORT),
     )
 
 
@@ -188,3 +250,41 @@ def inclusion_download(
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="thawline-inclusion-{seq}.json"'},
     )
+
+
+@router.get("/audit/export")
+def audit_export(
+    *,
+    request: Request,
+    runtime: RuntimeDep,
+    who: Exporter,
+    dataset: Annotated[str, Query(max_length=16)] = "log",
+    fmt: Annotated[str, Query(alias="format", max_length=8)] = "jsonl",
+    from_seq: Annotated[int, Query(ge=0)] = 0,
+    to_seq: Annotated[int | None, Query(ge=1)] = None,
+    since: Annotated[str, Query(max_length=10)] = "",
+    until: Annotated[str, Query(max_length=10)] = "",
+    lang: Lang = None,
+) -> Response:
+    """Download a log range with its proofs (JSON Lines: checkable offline with ``thawline log check``)
+    or the accounts, cases or appeals of a period — ids, codes, times and hashes, never personal data.
+    The export itself is logged under the auditor's id."""
+    if isinstance(who, Response):
+        return who
+    language = language_of(request, runtime, lang)
+    try:
+        chosen, form = exports.Dataset(dataset), exports.Format(fmt)
+    except ValueError:
+        return denied(language, who, f"unknown dataset or format: {dataset} / {fmt}", 422)
+    try:
+        period = None
+        if chosen is not exports.Dataset.LOG:
+            start, end = _day(since, "since", end=False), _day(until, "until", end=True)
+            now = runtime.clock.now()
+            period = Period(
+                since=start or datetime(1970, 1, 1, tzinfo=UTC), until=end or now + timedelta(seconds=1)
+            )
+        return export_file(runtime, chosen, form, who.user.actor, period=period, start=from_seq, stop=to_seq)
+    except ThawlineError as exc:
+        status = next((s for kind, s in STATUS_OF.items() if isinstance(exc, kind)), 409)
+        return denied(language, who, str(exc), status)
