@@ -8,14 +8,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy import func, select
 
 from thawline.adapters.db.schema import account
 from thawline.cli.common import console
+from thawline.cli.report import print_tables
 from thawline.config import Settings
 from thawline.domain.clock import FakeClock
 from thawline.domain.errors import ThawlineError
+from thawline.i18n import pick_language
+from thawline.services import analytics
 from thawline.services import demo as demo_service
 from thawline.services.runtime import Runtime, build_runtime
 from thawline.services.unit_of_work import UnitOfWork
@@ -76,7 +78,9 @@ def demo(
             f"built in {elapsed:.0f} s / 演示数据已生成"
         )
         console.print("demo: seconds per phase " + ", ".join(f"{k} {v}" for k, v in result.seconds.items()))
-        print_summary(rt, result)
+        stories = ", ".join(f"{k} {v}" for k, v in sorted(result.stories.items()))
+        console.print(f"demo: case stories / 案件情节: {stories}", soft_wrap=True)
+        print_summary(rt, since=plan.start - demo_service.SETUP_LEAD)
         _print_access(rt, result)
     except ThawlineError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -85,17 +89,13 @@ def demo(
         rt.close()
 
 
-def print_summary(rt: Runtime, result: demo_service.DemoResult | None = None) -> None:
-    """Print what the demo left in the database (the counts a report would start from)."""
-    figures = demo_service.summary(rt)
-    table = Table("figure / 指标", "value / 数值", title="Thawline demo summary / 演示摘要")
-    for name, value in figures.items():
-        shown = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
-        table.add_row(name.replace("_", " "), "—" if shown in (None, "") else str(shown))
-    if result is not None:
-        table.add_row("case stories", ", ".join(f"{k} {v}" for k, v in sorted(result.stories.items())))
-        table.add_row("submissions refused as incomplete", str(result.refused_incomplete))
-    console.print(table)
+def print_summary(rt: Runtime, since: datetime | None = None) -> None:
+    """Print the freeze report (``thawline report``) over what the demo built, from ``since`` to now."""
+    now = rt.clock.now()
+    period = analytics.Period(since=since, until=now) if since else analytics.parse_period(None, None, now)
+    with UnitOfWork(rt, read_only=True) as uow:
+        report = analytics.build_report(uow, period)
+    print_tables(report, pick_language(None), console)
 
 
 def _print_access(rt: Runtime, result: demo_service.DemoResult) -> None:

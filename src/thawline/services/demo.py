@@ -20,7 +20,6 @@ import heapq
 import io
 import itertools
 import secrets
-import statistics
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,12 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from thawline.adapters.db.schema import account, appeal, appeal_review, event, freeze, probation
+from thawline.adapters.db.schema import appeal, freeze
 from thawline.domain.appeals import MaterialKind
 from thawline.domain.clock import FakeClock
-from thawline.domain.review import REASON_CODES, Decision
 from thawline.domain.staff import Role
 from thawline.oplog.entry import Actor, ActorKind
 from thawline.services import accounts, apikeys, lists, portal, scheduler, staff
@@ -59,6 +57,7 @@ STAFF = (
     ("admin", Role.ADMIN),
 )
 TIMER_TICK = timedelta(hours=1)
+SETUP_LEAD = timedelta(hours=2)  # holders are registered and staff created this long before the month
 SETUP = Actor(ActorKind.SYSTEM, "cli")  # what an operator sets up by hand (holders import, staff, key)
 
 
@@ -97,8 +96,8 @@ class DemoPlan:
 
     @property
     def start_date(self) -> date:
-        """The first simulated day (China time); the last one ends at today's midnight."""
-        return (self.end + CHINA).date() - timedelta(days=self.days)
+        """The first simulated day (China time); the last one is today, played up to ``end``."""
+        return (self.end + CHINA).date() - timedelta(days=self.days - 1)
 
     @property
     def start(self) -> datetime:
@@ -264,7 +263,7 @@ class Timeline:
         progress.phase("month / 模拟一个月", self.plan.days)
         last = self.clock.now()
         for day in self.world.stream():
-            for batch in _batches(day):
+            for batch in _batches(day, self.plan.end):
                 at = max(
                     last + timedelta(seconds=1), max(e.occurred_at for e in batch) + timedelta(minutes=1)
                 )
@@ -314,11 +313,11 @@ class Timeline:
             self.agenda.add(at, self.player.play(case))
 
 
-def _batches(day: list[dict[str, Any]]) -> Iterator[list[Any]]:
-    """A day's events (in arrival order) as the integrator's few batches."""
-    if not day:
+def _batches(day: list[dict[str, Any]], end: datetime) -> Iterator[list[Any]]:
+    """A day's events (in arrival order) as the integrator's few batches; today's stop at ``end``."""
+    events = [e for e in (EVENT_ADAPTER.validate_python(e) for e in day) if e.occurred_at < end]
+    if not events:
         return
-    events = [EVENT_ADAPTER.validate_python(e) for e in day]
     size = max(1, -(-len(events) // BATCHES_PER_DAY))
     for i in range(0, len(events), size):
         yield events[i : i + size]
@@ -329,7 +328,7 @@ def run(runtime: Runtime, clock: FakeClock, plan: DemoPlan, progress: Progress |
     progress = progress or NoProgress()
     seconds: dict[str, float] = {}
     began = time.perf_counter()
-    move_to(clock, plan.start - timedelta(hours=2))
+    move_to(clock, plan.start - SETUP_LEAD)
     world = build_world(plan)
     with UnitOfWork(runtime) as uow:
         key_info, api_key = apikeys.create_key(uow, DEMO_KEY_NAME, ["admin"], SETUP)
@@ -354,6 +353,9 @@ def run(runtime: Runtime, clock: FakeClock, plan: DemoPlan, progress: Progress |
     move_to(clock, max(plan.end, datetime.now(UTC)))  # the portal link must be good from now on
     scheduler.run_due(runtime)
     link = _portal_link(runtime, team.integrator)
+    with UnitOfWork(runtime) as uow:
+        runtime.log.checkpoint(uow)  # a signed tree head over the whole month, for the auditor
+        uow.commit()
     tally = timeline.player.tally
     return DemoResult(
         api_key=api_key,
@@ -390,65 +392,3 @@ def _portal_link(runtime: Runtime, integrator: Actor) -> tuple[str, str, datetim
         _link_id, token, expires = portal.issue_link(uow, row.account_id, integrator)
         uow.commit()
     return row.account_id, token, expires
-
-
-def summary(runtime: Runtime) -> dict[str, Any]:
-    """What the database now holds, counted: the figures ``thawline demo`` prints at the end."""
-    with UnitOfWork(runtime, read_only=True) as uow:
-        conn = uow.conn
-
-        def count(query: Any) -> int:
-            return int(conn.execute(query).scalar_one())
-
-        def grouped(column: Any, *where: Any) -> dict[str, int]:
-            rows = conn.execute(select(column, func.count()).where(*where).group_by(column).order_by(column))
-            return {str(r[0]): int(r[1]) for r in rows}
-
-        appeal_rows = list(
-            conn.execute(
-                select(appeal.c.submitted_at, freeze.c.ended_at)
-                .join(freeze, freeze.c.id == appeal.c.freeze_id)
-                .where(
-                    appeal.c.status == "approved",
-                    freeze.c.status == "released",
-                    appeal.c.submitted_at.isnot(None),
-                )
-            )
-        )
-        hours = sorted(
-            (r.ended_at - r.submitted_at).total_seconds() / 3600 for r in appeal_rows if r.ended_at
-        )
-        rejects = [
-            r.reason_codes
-            for r in conn.execute(
-                select(appeal_review.c.reason_codes).where(
-                    appeal_review.c.kind == "human", appeal_review.c.decision == Decision.REJECT.value
-                )
-            )
-        ]
-        voucher_codes = {c for c in REASON_CODES[Decision.REJECT] if c.startswith("voucher_")}
-        out: dict[str, Any] = {
-            "accounts": count(select(func.count()).select_from(account)),
-            "events": count(select(func.count()).select_from(event)),
-            "freezes_by_category": grouped(freeze.c.category),
-            "freezes_by_status": grouped(freeze.c.status),
-            "appeals_by_status": grouped(appeal.c.status),
-            "second_round_appeals": count(
-                select(func.count()).select_from(appeal).where(appeal.c.round >= 2)
-            ),
-            "expedited_appeals": count(
-                select(func.count()).select_from(appeal).where(appeal.c.expedited.is_(True))
-            ),
-            "sla_escalations": count(
-                select(func.count()).select_from(appeal).where(appeal.c.escalated_at.isnot(None))
-            ),
-            "human_decisions": grouped(appeal_review.c.decision, appeal_review.c.kind == "human"),
-            "rejections_for_vouchers": sum(1 for codes in rejects if voucher_codes & set(codes.split())),
-            "rejections": len(rejects),
-            "probations": count(select(func.count()).select_from(probation)),
-            "released_after_appeal": len(hours),
-            "hours_to_release_median": round(statistics.median(hours), 1) if hours else None,
-            "released_within_72h": sum(1 for h in hours if h <= 72),
-            "log_entries": uow.oplog.head().tree_size,
-        }
-    return out

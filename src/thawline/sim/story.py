@@ -137,7 +137,7 @@ def _weights(f: FreezeFacts) -> dict[Story, float]:
         if f.high_severity:  # list data and AML alerts are wrong sometimes: a namesake, an explained source
             w[Story.APPROVED] = 10
     if f.hours_left < 72:  # recent freezes are what the queue is made of
-        w.update(dict.fromkeys(OPEN_STORIES, 20.0))
+        w.update(dict.fromkeys(OPEN_STORIES, 30.0))
     return {s: v for s, v in w.items() if eligible(s, f)}
 
 
