@@ -145,6 +145,24 @@ class Settings(BaseSettings):
         default=True,
         description="Staff console cookies only over HTTPS (browsers also allow them on localhost).",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="serve/worker log lines: text, or one JSON object per line."
+    )
+    broker_url: str | None = Field(
+        default=None, description="nats://… : POST /v1/events publishes to JetStream; workers consume."
+    )
+    broker_stream: str = Field(
+        default="THAWLINE_EVENTS",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="JetStream stream name; also the subject prefix and the lease bucket's name.",
+    )
+    broker_partitions: int = Field(
+        default=16, ge=1, le=1024, description="Partitions (subjects) events are hashed into by account."
+    )
+    broker_lease_seconds: float = Field(
+        default=10.0, ge=1, description="A partition lease lapses this long after its owner's last renewal."
+    )
+    broker_batch: int = Field(default=500, ge=1, le=10_000, description="Events per partition per round.")
 
     @cached_property
     def large_amounts(self) -> dict[str, Decimal]:

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thawline import __version__
 from thawline.api import problems
+from thawline.api.observability import RequestContext
 from thawline.api.routes import (
     accounts,
     appeals,
@@ -35,8 +36,10 @@ from thawline.api.routes import (
     webhooks,
 )
 from thawline.api.routes import lists as list_routes
+from thawline.api.routes import metrics as metrics_routes
 from thawline.services.apikeys import KeyCache
 from thawline.services.authorizer import Authorizer
+from thawline.services.broker import BrokerConfig, Publisher
 from thawline.services.dispatcher import DispatcherThread
 from thawline.services.engine import RiskEngine
 from thawline.services.live import LiveFeed
@@ -136,9 +139,13 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
         jobs.append(app.state.live)  # SSE streams need the feed even without the other jobs
         for job in jobs:
             job.start()
+        if app.state.broker is not None:  # broker mode: POST /v1/events publishes to JetStream
+            await app.state.broker.start()
         try:
             yield
         finally:
+            if app.state.broker is not None:
+                await app.state.broker.stop()
             for job in jobs:
                 job.stop()
             app.state.authorizer.close()
@@ -157,6 +164,8 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.state.engine = RiskEngine(runtime)
     app.state.keys = KeyCache(runtime)
     app.state.live = LiveFeed(runtime)
+    broker_url = runtime.settings.broker_url
+    app.state.broker = Publisher(BrokerConfig.from_settings(runtime.settings)) if broker_url else None
     problems.install(app)
     app.include_router(health.router)
     app.include_router(log.router)
@@ -173,7 +182,9 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.include_router(portal.router)
     app.include_router(portal_appeals.router)
     app.include_router(console.router)
+    app.include_router(metrics_routes.router)
     static = resources.files("thawline.resources").joinpath("web/static")
     app.mount("/portal/static", StaticFiles(directory=str(static)), name="portal-static")
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestContext)  # outermost: request id, metrics and the access line
     return app

@@ -13,7 +13,7 @@ from thawline.adapters.db.migrate import current, upgrade
 from thawline.api.app import create_app
 from thawline.cli.common import CLI_ACTOR, console, print_json, runtime
 from thawline.config import Settings
-from thawline.services import apikeys, vault
+from thawline.services import apikeys, logs, vault
 from thawline.services.runtime import build_runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -30,9 +30,11 @@ def serve(
 ) -> None:
     """Run the HTTP API (migrates the database and creates keys on first start). / 启动服务。"""
     rt = build_runtime()
+    logs.configure(rt.settings.log_format)
     console.print(f"Thawline on http://{host}:{port}  (database: {rt.engine.url.render_as_string()})")
     try:
-        uvicorn.run(create_app(rt), host=host, port=port, log_level="info")
+        # Our handler formats uvicorn's lines too; thawline.http replaces its access log.
+        uvicorn.run(create_app(rt), host=host, port=port, log_level="info", log_config=None, access_log=False)
     finally:
         rt.close()
 

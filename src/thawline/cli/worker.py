@@ -16,7 +16,8 @@ from typing import Annotated
 import typer
 
 from thawline.cli.common import console, print_json, runtime
-from thawline.services import scheduler
+from thawline.services import logs, metrics, scheduler
+from thawline.services.broker_worker import ConsumerThread
 from thawline.services.dispatcher import Dispatcher, DispatcherThread
 
 
@@ -31,15 +32,31 @@ def worker(
             help="Seconds between scans (default THAWLINE_SCHEDULER_INTERVAL_SECONDS). / 扫描间隔（秒）。",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics on 127.0.0.1:PORT (unauthenticated; loopback only). "
+            "/ 在本机端口提供监控指标。",
+        ),
+    ] = None,
 ) -> None:
-    """Run the timers and the outbox dispatcher until Ctrl-C or SIGTERM. / 运行定时任务与通知投递。"""
+    """Run the timers and the outbox dispatcher until Ctrl-C or SIGTERM; with THAWLINE_BROKER_URL
+    also consume event partitions from JetStream. / 运行定时任务与通知投递（配置消息代理时消费事件分区）。"""
     with runtime() as rt:
+        logs.configure(rt.settings.log_format)
         if once:
             timers = scheduler.run_due(rt)
             print_json({"timers": timers, "outbox": Dispatcher(rt).run_once().as_json()})
             return
         dispatcher = DispatcherThread(rt)
         dispatcher.start()
+        consumer = ConsumerThread(rt) if rt.settings.broker_url else None
+        if consumer is not None:
+            consumer.start()
+        if metrics_port is not None:
+            metrics.serve_loopback(metrics_port)
         every = interval or rt.settings.scheduler_interval_seconds
         stop = threading.Event()
 
@@ -53,6 +70,9 @@ def worker(
         console.print(f"worker: timers every {every:g} s, outbox dispatcher running (Ctrl-C to stop)")
         try:
             while not stop.is_set():
+                if consumer is not None and not consumer.alive:
+                    console.print(f"[red]broker consumer stopped:[/red] {consumer.error!r}")
+                    raise typer.Exit(1)
                 try:
                     counts = scheduler.run_due(rt)
                 except Exception as exc:  # a failed scan is retried on the next tick
@@ -66,6 +86,8 @@ def worker(
             console.print("interrupted")
             raise typer.Exit(130) from None
         finally:
+            if consumer is not None:
+                consumer.stop()
             dispatcher.stop()
             for s, handler in previous.items():
                 signal.signal(s, handler)

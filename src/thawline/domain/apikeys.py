@@ -28,6 +28,7 @@ class Scope(StrEnum):
     WEBHOOKS_WRITE = "webhooks:write"  # an integrator: its webhook subscriptions and their deliveries
     OUTBOX_ADMIN = "outbox:admin"  # operators: every outbox message, dead letters, replays
     REPORTS_READ = "reports:read"  # the freeze report and its charts: aggregates, no personal data
+    METRICS_READ = "metrics:read"  # a Prometheus scraper: GET /metrics, counts and timings only
     ADMIN = "admin"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,11 +15,12 @@ from starlette.concurrency import run_in_threadpool
 
 from thawline.adapters.db.schema import event, risk_decision, rule_suppression
 from thawline.api.deps import ReadUow, RuntimeDep, require
+from thawline.api.routes.events_broker import publish_events
 from thawline.domain.apikeys import Scope
 from thawline.domain.errors import InvalidInputError, NotFoundError
 from thawline.domain.events import MAX_BATCH, Event, EventType
 from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
-from thawline.services import accounts
+from thawline.services import accounts, metrics
 from thawline.services.apikeys import ApiKeyInfo
 from thawline.services.engine import EVENT_ADAPTER, IngestResult, RiskEngine, load_ruleset
 from thawline.services.unit_of_work import UnitOfWork
@@ -97,11 +99,15 @@ async def ingest(request: Request, key: CanSend) -> Response:
         valid: list[Any] = BATCH_ADAPTER.validate_python(items)
     except ValidationError:
         valid, refused = _one_by_one(items)
-    engine: RiskEngine = request.app.state.engine
-    actor = Actor(ActorKind.INTEGRATOR, key.id)
-    result = await run_in_threadpool(engine.ingest, valid, actor) if valid else IngestResult()
     refused_at = {r.index for r in refused}
     positions = [i for i in range(len(items)) if i not in refused_at]
+    if request.app.state.broker is not None and valid:  # broker mode: a worker decides (202)
+        return await publish_events(request, valid, [r.model_dump() for r in refused], positions, key.id)
+    engine: RiskEngine = request.app.state.engine
+    actor = Actor(ActorKind.INTEGRATOR, key.id)
+    started = time.perf_counter()
+    result = await run_in_threadpool(engine.ingest, valid, actor) if valid else IngestResult()
+    metrics.observe_batch(result, time.perf_counter() - started)
     rejected = refused + [
         ItemError(index=positions[idx], id=ident, field=fld, message=msg)
         for idx, ident, fld, msg in result.rejected

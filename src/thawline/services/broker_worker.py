@@ -1,0 +1,317 @@
+"""The worker side of broker mode: partition leases, ordered consumption, commit then acknowledge.
+
+Ownership. Each partition has a lease in JetStream's key-value bucket (``<stream>_leases``,
+key ``p.<n>``, value = the worker id). The bucket's TTL is ``THAWLINE_BROKER_LEASE_SECONDS``:
+a lease not renewed (CAS on its revision) within it lapses, and any worker may then create it
+again — that is how a dead worker's partitions are taken over. Workers also put a heartbeat key
+(``w.<id>``); each aims at ⌈partitions / live workers⌉ leases, takes free ones up to that, and
+hands back the excess when others join. A lost or handed-back partition's accounts are dropped
+from this process's engine (``RiskEngine.forget``): whoever owns them next rebuilds their state
+from the stored events, and so does this worker if it gets them back.
+
+Order. The new owner deletes the partition's durable consumer and creates it again, delivering
+from the first message not yet acknowledged (the stream keeps only those: work-queue retention),
+so what a dead owner had fetched but not committed comes back at once and in order. Each
+partition has one batch in flight: fetch → ``RiskEngine.ingest`` (one transaction) → acknowledge.
+
+Exactly once in effect. A message is acknowledged only after its batch committed. A crash
+between commit and acknowledgement redelivers it, and the engine skips event ids it has stored;
+two owners racing on the same events (a paused worker whose lease lapsed) collide on the event's
+primary key, and the loser's transaction rolls back whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import NotFoundError as JsNotFoundError
+from nats.js.kv import KeyValue
+
+from thawline.domain.errors import ConflictError
+from thawline.oplog.entry import Actor, ActorKind
+from thawline.services import logs
+from thawline.services.broker import HDR_ACCEPTED, HDR_ACTOR, HDR_REQUEST, BrokerConfig, connect
+from thawline.services.engine import EVENT_ADAPTER, RiskEngine
+from thawline.services.metrics import DECISION_LATENCY, PARTITION_PENDING, PARTITIONS_OWNED, count_outcomes
+from thawline.services.runtime import Runtime
+
+log = logging.getLogger("thawline.broker")
+FETCH_WAIT_SECONDS = 1.0
+
+
+@dataclass
+class Lease:
+    """One partition this worker owns."""
+
+    partition: int
+    revision: int
+    renewed: float  # monotonic time of the last successful create/renew
+    sub: JetStreamContext.PullSubscription | None = None
+    task: asyncio.Task[None] | None = None
+    accounts: set[str] = field(default_factory=set)  # whose state this engine built while owning
+    stopping: bool = False
+
+
+class PartitionConsumer:
+    """Owns partitions through leases and feeds their events, in order, to one ``RiskEngine``."""
+
+    def __init__(self, runtime: Runtime, engine: RiskEngine | None = None, *, worker_id: str = "") -> None:
+        self.runtime = runtime
+        self.cfg = BrokerConfig.from_settings(runtime.settings)
+        self.engine = engine or RiskEngine(runtime)
+        self.worker_id = worker_id or f"{socket.gethostname()}-{secrets.token_hex(4)}"
+        self.leases: dict[int, Lease] = {}
+        self.processed = 0
+        self._nc: Nats | None = None
+        self._js: JetStreamContext | None = None
+        self._kv: KeyValue | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Hold leases and consume until ``stop`` is set; then hand every lease back."""
+        self._nc, self._js = await connect(self.cfg)
+        self._kv = await self._bucket()
+        log.info(
+            "worker %s consuming %s (%d partitions)", self.worker_id, self.cfg.stream, self.cfg.partitions
+        )
+        tick = self.cfg.lease_seconds / 3
+        try:
+            while not stop.is_set():
+                try:
+                    await self._maintain()
+                except Exception:  # the broker hiccuped: keep what we can, retry next tick
+                    log.exception("lease maintenance failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), tick)
+        finally:
+            for lease in list(self.leases.values()):
+                await self._give_up(lease, hand_back=True)
+            await self._nc.drain()
+
+    async def _bucket(self) -> KeyValue:
+        assert self._js is not None
+        try:
+            return await self._js.key_value(self.cfg.bucket)
+        except Exception:  # not found (the exact error differs between servers)
+            return await self._js.create_key_value(
+                bucket=self.cfg.bucket, ttl=self.cfg.lease_seconds, history=1
+            )
+
+    # -- leases -----------------------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Heartbeat, renew, hand back the excess, take free partitions up to the fair share."""
+        assert self._kv is not None
+        await self._kv.put(f"w.{self.worker_id}", b"")
+        for lease in list(self.leases.values()):
+            if lease.stopping:
+                continue
+            try:
+                lease.revision = await self._kv.update(
+                    f"p.{lease.partition}", self.worker_id.encode(), last=lease.revision
+                )
+                lease.renewed = time.monotonic()
+            except (KeyWrongLastSequenceError, JsNotFoundError):
+                log.warning("lost the lease on partition %d", lease.partition)
+                await self._give_up(lease, hand_back=False)
+        try:
+            live = len([k for k in await self._kv.keys() if k.startswith("w.")])
+        except NoKeysError:
+            live = 1
+        share = math.ceil(self.cfg.partitions / max(live, 1))
+        owned = sorted(p for p, lease in self.leases.items() if not lease.stopping)
+        for p in owned[share:]:  # others joined: hand back after the batch in flight
+            await self._give_up(self.leases[p], hand_back=True)
+        start = int.from_bytes(self.worker_id.encode()[-4:], "big") % self.cfg.partitions
+        for i in range(self.cfg.partitions):
+            if len([x for x in self.leases.values() if not x.stopping]) >= share:
+                break
+            p = (start + i) % self.cfg.partitions
+            if p not in self.leases:
+                await self._try_take(p)
+        PARTITIONS_OWNED.set(len(self.leases))
+
+    async def _try_take(self, p: int) -> None:
+        assert self._kv is not None
+        assert self._js is not None
+        try:
+            revision = await self._kv.create(f"p.{p}", self.worker_id.encode())
+        except KeyWrongLastSequenceError:
+            return  # someone holds it
+        lease = Lease(p, revision, time.monotonic())
+        self.leases[p] = lease
+        # A fresh consumer delivers from the first unacknowledged message, in stream order.
+        with contextlib.suppress(JsNotFoundError):
+            await self._js.delete_consumer(self.cfg.stream, self.cfg.durable(p))
+        lease.sub = await self._js.pull_subscribe(
+            self.cfg.subject(p),
+            durable=self.cfg.durable(p),
+            stream=self.cfg.stream,
+            config=api.ConsumerConfig(
+                ack_policy=api.AckPolicy.EXPLICIT,
+                deliver_policy=api.DeliverPolicy.ALL,
+                max_ack_pending=self.cfg.batch,
+                ack_wait=max(30.0, self.cfg.lease_seconds * 3),
+            ),
+        )
+        lease.task = asyncio.create_task(self._consume(lease), name=f"partition-{p}")
+        log.info("took partition %d", p)
+
+    async def _give_up(self, lease: Lease, *, hand_back: bool) -> None:
+        """Stop consuming after the batch in flight, drop the accounts' state, release the lease."""
+        lease.stopping = True
+        if lease.task is not None and lease.task is not asyncio.current_task():
+            with contextlib.suppress(Exception):
+                await lease.task
+        if lease.sub is not None:
+            with contextlib.suppress(Exception):
+                await lease.sub.unsubscribe()
+        # Whatever this engine knows of these accounts may be stale by the time it owns them again.
+        self.engine.forget(lease.accounts)
+        self.leases.pop(lease.partition, None)
+        with contextlib.suppress(KeyError):
+            PARTITION_PENDING.remove(str(lease.partition))
+        if hand_back and self._kv is not None:
+            with contextlib.suppress(Exception):
+                await self._kv.delete(f"p.{lease.partition}", last=lease.revision)
+        log.info("%s partition %d", "handed back" if hand_back else "dropped", lease.partition)
+
+    def _safe(self, lease: Lease) -> bool:
+        """True while at least half the lease is left: a batch started now ends before it lapses."""
+        return time.monotonic() - lease.renewed < self.cfg.lease_seconds / 2
+
+    # -- consumption ------------------------------------------------------------------------------
+
+    async def _consume(self, lease: Lease) -> None:
+        """One partition: fetch, evaluate and commit, acknowledge; one batch in flight."""
+        assert lease.sub is not None
+        while not lease.stopping:
+            if not self._safe(lease):
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                msgs = await lease.sub.fetch(self.cfg.batch, timeout=FETCH_WAIT_SECONDS)
+            except TimeoutError:
+                continue
+            except Exception:
+                if _stopping(lease):  # the subscription was closed under us
+                    return
+                log.exception("fetch failed on partition %d", lease.partition)
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                await self._handle(lease, msgs)
+            except Exception:
+                # Nothing was acknowledged: hand the partition back; it restarts from these messages.
+                log.exception("batch failed on partition %d; handing it back", lease.partition)
+                asyncio.get_running_loop().create_task(self._give_up(lease, hand_back=True))
+                return
+
+    async def _handle(self, lease: Lease, msgs: list[Msg]) -> None:
+        """Evaluate a fetched batch in stream order (runs of one integrator each), then acknowledge."""
+        for actor_ref, run in _runs(msgs):
+            events = [EVENT_ADAPTER.validate_json(m.data) for m in run]
+            requests = sorted({m.headers.get(HDR_REQUEST, "") for m in run if m.headers} - {""})
+            token = logs.request_id.set(requests[0] if len(requests) == 1 else ",".join(requests[:5]))
+            try:
+                result = await asyncio.to_thread(self._ingest, events, actor_ref)
+            finally:
+                logs.request_id.reset(token)
+            done = time.time_ns()
+            for m in run:
+                accepted = (m.headers or {}).get(HDR_ACCEPTED)
+                if accepted:
+                    DECISION_LATENCY.observe(max(0, done - int(accepted)) / 1e9)
+            count_outcomes((o.outcome for o in result.accepted), len(result.duplicates), len(result.rejected))
+            for _i, ident, fld, message in result.rejected:
+                log.warning("event %s refused: %s: %s", ident, fld, message)
+            lease.accounts.update(e.account_id for e in events)
+            self.processed += len(run)
+        for m in msgs[:-1]:
+            await m.ack()
+        await msgs[-1].ack_sync()
+        pending = msgs[-1].metadata.num_pending
+        if pending is not None:
+            PARTITION_PENDING.labels(str(lease.partition)).set(pending)
+
+    def _ingest(self, events: list[Any], actor_ref: str) -> Any:
+        actor = Actor(ActorKind.INTEGRATOR, actor_ref) if actor_ref else Actor(ActorKind.SYSTEM, "broker")
+        try:
+            return self.engine.ingest(events, actor)
+        except ConflictError:  # another owner stored some of these meanwhile: now they are duplicates
+            return self.engine.ingest(events, actor)
+
+
+def _stopping(lease: Lease) -> bool:
+    return lease.stopping
+
+
+def _runs(msgs: list[Msg]) -> list[tuple[str, list[Msg]]]:
+    """Consecutive messages of the same integrator (one log entry names one actor)."""
+    out: list[tuple[str, list[Msg]]] = []
+    for m in msgs:
+        actor = (m.headers or {}).get(HDR_ACTOR, "")
+        if out and out[-1][0] == actor:
+            out[-1][1].append(m)
+        else:
+            out.append((actor, [m]))
+    return out
+
+
+class ConsumerThread:
+    """Runs a ``PartitionConsumer`` on its own event loop beside the worker's timers."""
+
+    def __init__(self, runtime: Runtime, engine: RiskEngine | None = None) -> None:
+        self.consumer = PartitionConsumer(runtime, engine)
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="thawline-broker", daemon=True)
+
+    def start(self) -> None:
+        """Start consuming."""
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self.consumer.run(self._stop)
+
+        try:
+            self._loop.run_until_complete(main())
+        except BaseException as exc:
+            self.error = exc
+            log.exception("broker consumer stopped")
+            self._ready.set()
+        finally:
+            self._loop.close()
+
+    @property
+    def alive(self) -> bool:
+        """False once the consumer stopped (on request or after an error)."""
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Finish the batches in flight, hand the leases back, and wait."""
+        if self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=max(30.0, self.consumer.cfg.lease_seconds * 2))
