@@ -157,6 +157,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "console.denied.csrf": "The form is stale or not yours. Reload the page and try again.",
         "console.filter": "Filter",
         "console.filter.all": "All open cases",
+        "console.filter.every_cause": "Every cause",
+        "console.filter.expedited_only": "Expedited only",
+        "console.filter.apply": "Filter",
         "console.filter.mine": "Mine",
         "console.filter.unassigned": "Unassigned",
         "console.queue.empty": "No cases here.",
@@ -196,6 +199,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "console.flagged": "Flagged transactions",
         "console.amount": "Amount",
         "console.time": "Time",
+        "console.settings": "Settings",
+        "console.settings.hint": (
+            "What this process runs with. Settings come from THAWLINE_* environment variables and take "
+            "effect at the next start; secrets are never shown."
+        ),
+        "console.settings.variable": "Variable",
+        "console.settings.value": "Value",
+        "console.settings.about": "What it does",
         "console.audit.since": "From (UTC day)",
         "console.audit.until": "To (UTC day, inclusive)",
         "console.audit.export": "Export",
@@ -551,6 +562,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "console.denied.csrf": "表单已过期或不属于您，请刷新页面后重试。",
         "console.filter": "筛选",
         "console.filter.all": "全部待处理案件",
+        "console.filter.every_cause": "全部原因",
+        "console.filter.expedited_only": "仅加急",
+        "console.filter.apply": "筛选",
         "console.filter.mine": "我的",
         "console.filter.unassigned": "未领取",
         "console.queue.empty": "暂无案件。",
@@ -590,6 +604,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "console.flagged": "涉及交易",
         "console.amount": "金额",
         "console.time": "时间",
+        "console.settings": "系统设置",
+        "console.settings.hint": (
+            "本进程当前使用的设置。设置来自 THAWLINE_* 环境变量，"
+            "下次启动时生效；密钥类设置从不显示。"
+        ),
+        "console.settings.variable": "变量",
+        "console.settings.value": "取值",
+        "console.settings.about": "说明",
         "console.audit.since": "起始日（UTC）",
         "console.audit.until": "截止日（UTC，含当日）",
         "console.audit.export": "导出",

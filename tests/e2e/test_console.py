@@ -592,6 +592,7 @@ MATRIX = [
         lambda csrf: {"csrf": csrf, "password": "another fine passphrase"},
     ),
     Row("GET", "/console/admin/apikeys", frozenset({AD})),
+    Row("GET", "/console/admin/settings", frozenset({AD})),
     Row(
         "POST",
         "/console/admin/apikeys",
@@ -639,3 +640,26 @@ def test_access_control_matrix(
         if got != want:
             wrong.append(f"{row.method} {row.template} [{row.prepare.__name__}]: got {got}, want {want}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_queue_narrows_to_one_cause_and_to_expedited_cases(
+    runtime: Runtime, open_browser: Callable[[], TestClient]
+) -> None:
+    make_staff(runtime, "carol", Role.REVIEWER)
+    browser = open_browser()
+    assert sign_in(browser, "carol").status_code == 303
+    manual = new_appeal(runtime, ReasonCategory.MANUAL)
+    listed = new_appeal(runtime, ReasonCategory.BLACKLIST, vip=1)
+    with UnitOfWork(runtime) as uow:
+        expedite.expedite(uow, listed, lc.HOLDER)
+        uow.commit()
+    every = browser.get("/console").text
+    assert f'id="row-{manual}"' in every
+    assert f'id="row-{listed}"' in every
+    by_cause = browser.get("/console", params={"category": "manual"}).text
+    assert f'id="row-{manual}"' in by_cause
+    assert f'id="row-{listed}"' not in by_cause
+    rushed = browser.get("/console", params={"expedited": "true"}).text
+    assert f'id="row-{listed}"' in rushed
+    assert f'id="row-{manual}"' not in rushed
+    assert browser.get("/console", params={"category": "nonsense"}).status_code == 422

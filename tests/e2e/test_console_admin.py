@@ -172,3 +172,18 @@ def test_an_api_key_is_shown_once_works_and_stops_working_when_revoked(
     assert [e["action"] for e in logged] == ["apikey.created", "apikey.revoked"]
     assert all(e["actor"] == {"kind": "reviewer", "id": me} for e in logged)
     assert secret.split(".")[1].encode() not in log_bytes(runtime)
+
+
+def test_the_settings_page_shows_what_runs_and_never_a_secret(
+    runtime: Runtime, open_browser: Callable[[], TestClient]
+) -> None:
+    runtime.settings.sms_http_secret = "whsec_do_not_show_me"
+    runtime.settings.database_url = runtime.settings.database_url.replace("://", "://u:hunter2@", 1)
+    browser, _me = admin(runtime, open_browser)
+    page = browser.get("/console/admin/settings")
+    assert page.status_code == 200
+    assert "THAWLINE_MAX_UPLOAD_BYTES" in page.text
+    assert str(runtime.settings.max_upload_bytes) in page.text
+    assert "whsec_do_not_show_me" not in page.text
+    assert "hunter2" not in page.text
+    assert 'id="setting-sms_http_secret"' in page.text

@@ -35,9 +35,16 @@ class QueueItem:
 
 
 def queue(
-    uow: UnitOfWork, *, assignee: str | None = None, unassigned: bool = False, limit: int = 100
+    uow: UnitOfWork,
+    *,
+    assignee: str | None = None,
+    unassigned: bool = False,
+    category: str | None = None,
+    expedited: bool = False,
+    limit: int = 100,
 ) -> list[QueueItem]:
-    """Open cases: expedited first, then by first-response deadline (breached ones are the earliest)."""
+    """Open cases: expedited first, then by first-response deadline (breached ones are the earliest);
+    optionally only one freeze cause, or only expedited cases."""
     if not 1 <= limit <= 1000:
         raise InvalidInputError("limit must be 1-1000", field="limit")
     query = (
@@ -55,6 +62,10 @@ def queue(
         query = query.where(appeal_table.c.assignee == assignee)
     if unassigned:
         query = query.where(appeal_table.c.assignee.is_(None))
+    if category is not None:
+        query = query.where(freeze_table.c.category == category)
+    if expedited:
+        query = query.where(appeal_table.c.expedited.is_(True))
     now = uow.runtime.clock.now()
     out = []
     for row in uow.conn.execute(query):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Form, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
@@ -31,6 +31,7 @@ from thawline.api.routes.console_auth import (
 )
 from thawline.domain.appeals import QUEUED, Appeal
 from thawline.domain.errors import InvalidInputError, NotFoundError
+from thawline.domain.freezes import ReasonCategory
 from thawline.domain.review import REASON_CODES, Decision
 from thawline.domain.staff import case_step_permission, check_permission
 from thawline.i18n import t
@@ -60,7 +61,10 @@ def queue_page(
     request: Request,
     runtime: RuntimeDep,
     who: Reader,
+    *,
     view: Literal["all", "mine", "unassigned"] = "all",
+    category: Annotated[ReasonCategory | None, Query()] = None,
+    expedited: bool = False,
     lang: Lang = None,
 ) -> Response:
     """The review queue: expedited first, then by first-response deadline, with claim buttons."""
@@ -70,7 +74,12 @@ def queue_page(
     with UnitOfWork(runtime, read_only=True) as uow:
         mine = who.user.actor.ref
         items = review.queue(
-            uow, assignee=mine if view == "mine" else None, unassigned=view == "unassigned", limit=200
+            uow,
+            assignee=mine if view == "mine" else None,
+            unassigned=view == "unassigned",
+            category=category.value if category else None,
+            expedited=expedited,
+            limit=200,
         )
         names = _names(uow)
     rows = [
@@ -83,7 +92,16 @@ def queue_page(
         for i in items
     ]
     return page(
-        "console_queue.html", language, session=who, path="/console", rows=rows, view=view, names=names
+        "console_queue.html",
+        language,
+        session=who,
+        path="/console",
+        rows=rows,
+        view=view,
+        names=names,
+        category=category.value if category else "",
+        categories=[c.value for c in ReasonCategory],
+        expedited=expedited,
     )
 
 

@@ -12,11 +12,13 @@ from typing import Annotated
 
 from fastapi import Depends, Form, Path, Request
 from fastapi.responses import Response
+from sqlalchemy import make_url
 
 from thawline.api.deps import RuntimeDep
 from thawline.api.pages import page
 from thawline.api.routes import console_auth
 from thawline.api.routes.console_auth import Lang, gate, language_of, run_step, see_other
+from thawline.config import Settings
 from thawline.domain.apikeys import Scope
 from thawline.domain.errors import InvalidInputError
 from thawline.domain.staff import Permission, Role
@@ -28,6 +30,7 @@ from thawline.services.unit_of_work import UnitOfWork
 router = console_auth.router  # the console's one router; ``thawline.api.app`` imports this module
 UsersReader = Annotated[StaffSession | Response, Depends(gate(Permission.USERS_ADMIN))]
 UsersWriter = Annotated[StaffSession | Response, Depends(gate(Permission.USERS_ADMIN, form=True))]
+SettingsReader = Annotated[StaffSession | Response, Depends(gate(Permission.SETTINGS_ADMIN))]
 KeysReader = Annotated[StaffSession | Response, Depends(gate(Permission.APIKEYS_ADMIN))]
 KeysWriter = Annotated[StaffSession | Response, Depends(gate(Permission.APIKEYS_ADMIN, form=True))]
 Username = Annotated[str, Path(max_length=64)]
@@ -252,3 +255,46 @@ def revoke_key(
     if failed is None:
         return see_other("/console/admin/apikeys", lang)
     return _keys_page(runtime, who, language_of(request, runtime, lang), failed[0], str(failed[1]))
+
+
+# -- settings ---------------------------------------------------------------------------------------
+
+SECRET_WORDS = ("secret", "password", "token")
+
+
+def setting_rows(settings: Settings) -> list[dict[str, str]]:
+    """Every setting with its environment variable, value and description; secrets are never shown
+    and a database URL is shown without its password."""
+    rows = []
+    for name, field in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        if any(word in name for word in SECRET_WORDS):
+            shown = "••••" if value else "—"
+        elif name == "database_url":
+            shown = make_url(str(value)).render_as_string(hide_password=True)
+        else:
+            shown = "—" if value is None else str(value)
+        rows.append(
+            {
+                "name": name,
+                "env": f"THAWLINE_{name.upper()}",
+                "value": shown,
+                "about": field.description or "",
+            }
+        )
+    return rows
+
+
+@router.get("/admin/settings")
+def settings_page(request: Request, runtime: RuntimeDep, who: SettingsReader, lang: Lang = None) -> Response:
+    """The settings this process runs with (read-only: they come from the environment at start)."""
+    if isinstance(who, Response):
+        return who
+    language = language_of(request, runtime, lang)
+    return page(
+        "console_settings.html",
+        language,
+        session=who,
+        path="/console/admin/settings",
+        rows=setting_rows(runtime.settings),
+    )
