@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import datetime
 from typing import Annotated, Any
@@ -13,14 +12,14 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from thawline.adapters.db.schema import event, risk_decision, rule_suppression
+from thawline.adapters.db.schema import event, risk_decision
 from thawline.api.deps import ReadUow, RuntimeDep, require
 from thawline.api.routes.events_broker import publish_events
 from thawline.domain.apikeys import Scope
 from thawline.domain.errors import InvalidInputError, NotFoundError
 from thawline.domain.events import MAX_BATCH, Event, EventType
-from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
-from thawline.services import accounts, metrics
+from thawline.oplog.entry import Actor, ActorKind
+from thawline.services import accounts, metrics, rulesets
 from thawline.services.apikeys import ApiKeyInfo
 from thawline.services.engine import EVENT_ADAPTER, IngestResult, RiskEngine, load_ruleset
 from thawline.services.unit_of_work import UnitOfWork
@@ -283,20 +282,7 @@ def active_rules(request: Request, runtime: RuntimeDep, _key: CanRead) -> Rulese
     return RulesetOut(
         version=version,
         sha256=rs.sha256,
-        rules=[
-            {
-                "id": r.id,
-                "category": r.category.value,
-                "name": dict(r.name),
-                "when": r.when,
-                "action": r.action.name.lower()
-                + (f":{r.scope.value}" if r.action.name == "RESTRICT" else ""),
-                "severity": r.severity,
-                "shadow": r.shadow,
-                "materials": list(r.materials),
-            }
-            for r in rs.rules
-        ],
+        rules=rulesets.rule_rows(rs.source),
     )
 
 
@@ -318,47 +304,16 @@ class SuppressionIn(BaseModel):
 
 
 @router.post("/accounts/{account_id}/suppressions", status_code=201)
-def suppress(
-    account_id: str, body: SuppressionIn, request: Request, runtime: RuntimeDep, key: CanRules
-) -> dict[str, str]:
+def suppress(account_id: str, body: SuppressionIn, runtime: RuntimeDep, key: CanRules) -> dict[str, str]:
     """Suppress a rule for an account (e.g. a known false positive) until ``until``."""
-    if body.until.tzinfo is None:
-        raise InvalidInputError("until needs a time zone", field="until")
     with UnitOfWork(runtime) as uow:
-        accounts.get(uow, account_id)
-        if body.until <= runtime.clock.now():
-            raise InvalidInputError("until must be in the future", field="until")
-        engine: RiskEngine = request.app.state.engine
-        _version, rules = engine.active_ruleset(uow)
-        if body.rule_id not in {r.id for r in rules.rules}:
-            raise InvalidInputError(f"no rule '{body.rule_id}' in the active ruleset", field="rule_id")
-        table = rule_suppression
-        before = uow.conn.execute(
-            select(table.c.until).where(table.c.account_id == account_id, table.c.rule_id == body.rule_id)
-        ).scalar()
-        uow.conn.execute(
-            table.delete().where(table.c.account_id == account_id, table.c.rule_id == body.rule_id)
-        )
-        uow.conn.execute(
-            table.insert().values(
-                account_id=account_id,
-                rule_id=body.rule_id,
-                until=body.until,
-                reason=body.reason,
-                created_by=f"integrator:{key.id}",
-                created_at=runtime.clock.now(),
-            )
-        )
-        uow.mark_changed()
-        uow.record(
-            LogRecord(
-                action="rule.suppressed",
-                actor=Actor(ActorKind.INTEGRATOR, key.id),
-                subject=Subject(account_id=account_id, ref=f"rule:{body.rule_id}"),
-                state_before={"until": before.isoformat() if before else None},
-                state_after={"until": body.until.isoformat()},
-                details={"reason_sha256": hashlib.sha256(body.reason.encode()).hexdigest()},
-            )
+        rulesets.suppress(
+            uow,
+            account_id,
+            body.rule_id,
+            until=body.until,
+            reason=body.reason,
+            actor=Actor(ActorKind.INTEGRATOR, key.id),
         )
         uow.commit()
     return {"account_id": account_id, "rule_id": body.rule_id, "until": body.until.isoformat()}
