@@ -199,6 +199,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "console.flagged": "Flagged transactions",
         "console.amount": "Amount",
         "console.time": "Time",
+        "console.audit.verify_now": "Verify the whole log now",
+        "console.audit.verify_hint": (
+            "Recomputes every hash and checks every checkpoint signature; the result is logged."
+        ),
+        "console.audit.verified_ok": "The log verifies: {entries} entries, {checkpoints} signed checkpoints.",
+        "console.audit.verified_fail": "The log does NOT verify: entry {seq}: {what}",
         "console.settings": "Settings",
         "console.settings.hint": (
             "What this process runs with. Settings come from THAWLINE_* environment variables and take "
@@ -604,10 +610,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "console.flagged": "涉及交易",
         "console.amount": "金额",
         "console.time": "时间",
+        "console.audit.verify_now": "立即校验整个日志",
+        "console.audit.verify_hint": "重新计算所有哈希并核验每个检查点签名；结果记入日志。",
+        "console.audit.verified_ok": "日志校验通过：{entries} 条记录，{checkpoints} 个签名检查点。",
+        "console.audit.verified_fail": "日志校验未通过：第 {seq} 条：{what}",
         "console.settings": "系统设置",
         "console.settings.hint": (
-            "本进程当前使用的设置。设置来自 THAWLINE_* 环境变量，"
-            "下次启动时生效；密钥类设置从不显示。"
+            "本进程当前使用的设置。设置来自 THAWLINE_* 环境变量，下次启动时生效；密钥类设置从不显示。"
         ),
         "console.settings.variable": "变量",
         "console.settings.value": "取值",

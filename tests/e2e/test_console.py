@@ -526,6 +526,7 @@ MATRIX = [
     Row("GET", "/console/audit/entries/{seq}", frozenset({AU}), _signed_entry),
     Row("GET", "/console/audit/entries/{seq}/inclusion.json", frozenset({AU}), _signed_entry),
     Row("GET", "/console/audit/export", frozenset({AU}), _signed_entry),
+    Row("POST", "/console/audit/verify", frozenset({AU})),
     Row("GET", "/console/rules", frozenset({RA})),
     Row("GET", "/console/rules/versions/{version}", frozenset({RA}), _two_versions),
     Row(

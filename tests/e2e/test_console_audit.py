@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from tests import lifecycle as lc
 from tests.e2e.test_console import make_staff, sign_in
+from tests.integration.tamper import edit_bundle
 from thawline.api.app import create_app
 from thawline.domain.clock import FakeClock
 from thawline.domain.staff import Role
@@ -204,3 +205,30 @@ def test_an_auditor_downloads_a_log_range_that_checks_offline_and_the_export_is_
     assert all(e["actor"]["kind"] == "reviewer" for e in exported)
     refused = auditor.get("/console/audit/export", params={"dataset": "everything"})
     assert refused.status_code == 422
+
+
+def test_an_auditor_verifies_the_log_from_the_page_and_sees_a_tampered_entry(
+    runtime: Runtime, browser_as: Callable[[Role | None], TestClient]
+) -> None:
+    _world(runtime)
+    _sign_checkpoint(runtime)
+    auditor = browser_as(Role.AUDITOR)
+    page = auditor.get("/console/audit")
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    done = auditor.post("/console/audit/verify", data={"csrf": csrf}, follow_redirects=False)
+    assert done.status_code == 303
+    shown = auditor.get(done.headers["location"]).text
+    assert 'id="verify-result" class="ok"' in shown
+    recorded = [e for _s, e in _entries(runtime) if e["action"] == "log.verified"]
+    assert recorded[-1]["details"]["ok"] is True
+
+    def flip(entries: list[bytes], _c: list[bytes], _a: list[str], i: int) -> None:
+        data = bytearray(entries[i])
+        data[data.index(b"acc_a")] ^= 0x01  # someone edits a stored entry behind Thawline's back
+        entries[i] = bytes(data)
+
+    edit_bundle(runtime.engine, 1, flip)
+    again = auditor.post("/console/audit/verify", data={"csrf": csrf}, follow_redirects=False)
+    shown = auditor.get(again.headers["location"]).text
+    assert 'id="verify-result" class="error"' in shown
+    assert auditor.post("/console/audit/verify", data={"csrf": "forged"}).status_code == 403

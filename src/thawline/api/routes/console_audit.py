@@ -19,12 +19,12 @@ from thawline.api.deps import RuntimeDep
 from thawline.api.downloads import export_file
 from thawline.api.pages import page
 from thawline.api.routes import console_auth
-from thawline.api.routes.console_auth import STATUS_OF, Lang, denied, gate, language_of
+from thawline.api.routes.console_auth import STATUS_OF, Lang, denied, gate, language_of, see_other
 from thawline.domain.errors import ConflictError, InvalidInputError, NotFoundError, ThawlineError
 from thawline.domain.staff import Permission
 from thawline.i18n import t
 from thawline.oplog.bundles import BundleError, check_inclusion
-from thawline.oplog.entry import decode_entry
+from thawline.oplog.entry import LogRecord, Subject, decode_entry
 from thawline.oplog.merkle import leaf_hash
 from thawline.services import export as exports
 from thawline.services import proofs
@@ -32,9 +32,11 @@ from thawline.services.analytics import Period
 from thawline.services.runtime import Runtime
 from thawline.services.staff_sessions import StaffSession
 from thawline.services.unit_of_work import UnitOfWork
+from thawline.services.verify import verify_log
 
 router = console_auth.router  # the console's one router; ``thawline.api.app`` imports this module
 LogReader = Annotated[StaffSession | Response, Depends(gate(Permission.LOG_READ))]
+Verifier = Annotated[StaffSession | Response, Depends(gate(Permission.LOG_READ, form=True))]
 Exporter = Annotated[StaffSession | Response, Depends(gate(Permission.LOG_EXPORT))]
 ProofReader = Annotated[StaffSession | Response, Depends(gate(Permission.PROOFS_READ))]
 MAX_LIMIT = 200
@@ -136,6 +138,7 @@ def audit_page(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     since: Annotated[str, Query(max_length=10)] = "",
     until: Annotated[str, Query(max_length=10)] = "",
+    verified: Annotated[int | None, Query(ge=0)] = None,
     lang: Lang = None,
 ) -> Response:
     """Log search by account, action, actor (``kind:id``) and UTC days, oldest first, with the head and
@@ -159,6 +162,7 @@ def audit_page(
         checkpoint = uow.oplog.checkpoint()
         if start_day is not None:
             from_seq = max(from_seq, first_seq_at(uow, start_day, head.tree_size))
+        check = _verification(uow, verified) if verified is not None else None
         rows, next_seq = search(
             uow,
             from_seq=from_seq,
@@ -183,6 +187,7 @@ def audit_page(
         datasets=[d.value for d in exports.Dataset],
         formats=[f.value for f in exports.Format],
         may_export=who.may(Permission.LOG_EXPORT),
+        check=check,
     )
 
 
@@ -197,6 +202,40 @@ def _inclusion(runtime: Runtime, seq: int) -> tuple[bytes, dict[str, Any] | None
         except ConflictError:
             return bytes(data), None
     return bytes(data), bundle
+
+
+def _verification(uow: UnitOfWork, seq: int) -> dict[str, Any] | None:
+    """The result a ``log.verified`` entry records (None if ``seq`` is not one)."""
+    data = uow.oplog.entry_data(seq)
+    entry = decode_entry(bytes(data)) if data is not None else {}
+    if entry.get("action") != "log.verified":
+        return None
+    return {"seq": seq, "ts": entry.get("ts", "")} | dict(entry.get("details") or {})
+
+
+@router.post("/audit/verify")
+def verify_now(runtime: RuntimeDep, who: Verifier, lang: Lang = None) -> Response:
+    """Verify the whole log now (chains, Merkle roots, every checkpoint signature, consistency between
+    them, the stored tree) and record the outcome under the auditor's id; the page then shows it."""
+    if isinstance(who, Response):
+        return who
+    report = verify_log(runtime)
+    details: dict[str, Any] = {
+        "ok": report.ok,
+        "entries": report.entries,
+        "checkpoints": report.checkpoints,
+        "root": report.root.hex(),
+    }
+    if report.problem is not None:
+        details["problem"] = {"seq": report.problem.seq, "what": report.problem.what}
+    with UnitOfWork(runtime) as uow:
+        uow.record(
+            LogRecord(
+                action="log.verified", actor=who.user.actor, subject=Subject(ref="log"), details=details
+            )
+        )
+        seq = uow.commit()[0]
+    return see_other(f"/console/audit?verified={seq}" + (f"&lang={lang}" if lang else ""), None)
 
 
 @router.get("/audit/entries/{seq}")
