@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import make_settings
 from tests.lifecycle import (
     ALICE,
     BOB,
@@ -23,7 +25,7 @@ from thawline.domain.errors import InvalidInputError
 from thawline.domain.freezes import FreezeScope, ReasonCategory, Restriction, SourceKind
 from thawline.domain.review import Decision
 from thawline.services import analytics, expedite, freezes, verification
-from thawline.services.runtime import Runtime
+from thawline.services.runtime import Runtime, build_runtime
 from thawline.services.unit_of_work import UnitOfWork
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -237,3 +239,35 @@ def test_open_appeals_count_as_pending_until_their_deadline(runtime: Runtime, cl
     assert (report(runtime).sla.pending, report(runtime).sla.breached) == (1, 0)
     clock.advance(49 * HOUR)
     assert (report(runtime).sla.pending, report(runtime).sla.breached) == (0, 1)
+
+
+def test_the_report_follows_cases_that_change_after_it_was_built(
+    runtime: Runtime, clock: FakeClock, world: dict[str, str]
+) -> None:
+    before = {r.rule: r for r in report(runtime).rules}
+    assert before["burst"].released_on_appeal == 2
+    appeal = submit_appeal(runtime, world["f3"])  # acc_3 appeals now, and is released
+    claim(runtime, appeal, ALICE)
+    decide(runtime, appeal, ALICE, Decision.APPROVE, "false_positive")
+    clock.advance(HOUR)
+    release_on_appeal(runtime, appeal, "acc_3")
+    after = report(runtime)
+    burst = next(r for r in after.rules if r.rule == "burst")
+    assert (burst.released_on_appeal, burst.wrongful_rate) == (3, 1.0)
+    assert after.time_to_release.all.cases == 3
+    # Another process starts from the frames on disk and catches up from the log the same way.
+    analytics._stores.clear()
+    assert report(runtime).model_dump(exclude={"generated_at"}) == after.model_dump(exclude={"generated_at"})
+
+
+def test_frames_of_another_database_in_the_same_data_directory_are_not_used(
+    runtime: Runtime, world: dict[str, str], tmp_path: Path
+) -> None:
+    assert report(runtime).freezes == 4
+    other = build_runtime(make_settings(f"sqlite:///{tmp_path / 'other.db'}", tmp_path), clock=FakeClock(T0))
+    try:
+        register(other, "acc_x")
+        rule_freeze(other, "acc_x", "solo", ReasonCategory.AML)
+        assert [r.rule for r in report(other).rules] == ["solo"]
+    finally:
+        other.close()

@@ -4,32 +4,34 @@ reviewers' workload and agreement with the machine pre-review.
 
 A report covers a cohort of cases: the freezes created in ``[since, until)`` (optionally of one
 cause) and everything that followed from them — their appeals, reviews and releases, whenever they
-happened. It reads the case tables, which are committed in the same transaction as the log entries
-that record each step, and are a small fraction of the log's size; every aggregate is computed by
-the database (one ``GROUP BY`` per figure), and only the release durations come back row by row, as
-one number per released case, for the percentiles (Polars).
+happened. It reads narrow columns of the case tables (which commit in the same transaction as the
+log entries recording each step) through :mod:`thawline.services.report_store`, which keeps them as
+Polars frames current with the log, and groups them in Polars.
 """
-
-# ruff: noqa: S608 (the statements format in constants only: dialect expressions; values are bound)
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, Field
-from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy import text
 
-from thawline.adapters.db.types import UTCDateTime
 from thawline.domain.errors import InvalidInputError
 from thawline.domain.freezes import ReasonCategory
 from thawline.domain.review import REASON_CODES, Decision
 from thawline.domain.rules import DIAGNOSIS
 from thawline.i18n import MESSAGES
+from thawline.services.report_store import RULE, CaseFrames, ReportStore
+from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
+
+__all__ = ["RULE", "Period", "Report", "build_report", "label", "parse_period"]
 
 RELEASE_TARGET_HOURS = 72
 DEFAULT_DAYS = 30
@@ -293,40 +295,6 @@ def parse_period(since: str | None, until: str | None, now: datetime, category: 
 
 # ---------------------------------------------------------------------------------------- queries
 
-RULE = "CASE WHEN f.source IN ('rule', 'policy_rescreen') THEN f.source_ref ELSE f.source END"
-
-
-def _sql(uow: UnitOfWork) -> dict[str, str]:
-    """The few expressions that differ between SQLite and PostgreSQL."""
-    if uow.conn.dialect.name == "sqlite":
-        return {
-            "day": "substr(f.created_at, 1, 10)",
-            "secs": "(julianday({a}) - julianday({b})) * 86400.0",
-        }
-    return {
-        "day": "to_char(f.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-        "secs": "EXTRACT(EPOCH FROM ({a} - {b}))",
-    }
-
-
-def _query(sql: str, period: Period) -> TextClause:
-    """Bind the cohort (and ``:now``) to a statement whose ``{cohort}`` is the freeze filter."""
-    cohort = "f.created_at >= :since AND f.created_at < :until"
-    if period.category is not None:
-        cohort += " AND f.category = :category"
-    stmt = text(sql.replace("{cohort}", cohort))
-    params = [bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime())]
-    if ":now" in sql:
-        params.append(bindparam("now", type_=UTCDateTime()))
-    return stmt.bindparams(*params)
-
-
-def _params(period: Period, now: datetime) -> dict[str, Any]:
-    params: dict[str, Any] = {"since": period.since, "until": period.until, "now": now}
-    if period.category is not None:
-        params["category"] = period.category
-    return params
-
 
 def _ratio(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 6)
@@ -350,52 +318,94 @@ def _release_times(frame: pl.DataFrame) -> ReleaseTimes:
     )
 
 
-def _queries(dialect: dict[str, str]) -> dict[str, str]:
-    """One grouped statement per figure; ``{cohort}`` is replaced by the freeze filter.
+def _rows(frame: pl.DataFrame) -> list[SimpleNamespace]:
+    return [SimpleNamespace(**row) for row in frame.iter_rows(named=True)]
 
-    Only constants are formatted in (dialect expressions, the rule expression); values are bound.
-    """
-    first_at = (
-        "(SELECT MIN(r.created_at) FROM appeal a JOIN appeal_review r ON r.appeal_id = a.id "
-        "WHERE a.freeze_id = f.id)"
+
+def _figures(frames: CaseFrames, period: Period, now: datetime) -> dict[str, Any]:
+    """Group the cohort's cases: one small frame (or count) per figure."""
+    in_period = (pl.col("created_at") >= period.since) & (pl.col("created_at") < period.until)
+    if period.category is not None:
+        in_period &= pl.col("category") == period.category
+    freezes = frames.freezes.filter(in_period)
+    appeals, reviews = frames.appeals, frames.reviews
+    if freezes.height < frames.freezes.height:  # a filter that keeps every freeze needs no join
+        cohort = freezes.select("id")
+        appeals = appeals.join(cohort, left_on="freeze_id", right_on="id", how="semi")
+        reviews = reviews.join(cohort, left_on="freeze_id", right_on="id", how="semi")
+    approved = appeals.filter(pl.col("status") == "approved").get_column("freeze_id")
+    freezes = freezes.with_columns(
+        on_appeal=(pl.col("status") == "released") & pl.col("id").is_in(approved.implode()),
+        day=pl.col("created_at").dt.date(),
     )
-    secs = dialect["secs"].format(a="f.ended_at", b=first_at)
-    join_freeze = 'JOIN "freeze" f ON f.id = a.freeze_id'
+    per_day = freezes.group_by("day", "category", "rule", "status", "on_appeal").agg(n=pl.len())
+    # Per case released on appeal: hours from the first submission (the first machine pre-review runs
+    # at it) to the release, and whether the materials were incomplete: a reviewer asked for more,
+    # or rejected a round for its vouchers.
+    human = pl.col("kind") == "human"
+    incomplete = human & (
+        (pl.col("decision") == "needs_more_info")
+        | (
+            (pl.col("decision") == "reject")
+            & pl.col("reason_codes").str.contains(VOUCHER_PREFIX, literal=True)
+        )
+    )
+    released_ids = freezes.filter(pl.col("on_appeal")).select("id", "category", "ended_at")
+    per_case = (
+        reviews.join(released_ids, left_on="freeze_id", right_on="id")
+        .group_by("freeze_id")
+        .agg(
+            category=pl.col("category").first(),
+            ended_at=pl.col("ended_at").first(),
+            first_at=pl.col("created_at").min(),
+            incomplete=incomplete.any(),
+        )
+    )
+    released = per_case.select(
+        "category",
+        hours=(pl.col("ended_at") - pl.col("first_at")).dt.total_microseconds() / 3.6e9,
+        incomplete="incomplete",
+    )
+    due, responded = pl.col("first_response_due"), pl.col("first_responded_at")
+    outcome = (
+        pl.when(due.is_null())
+        .then(pl.lit(""))
+        .when(responded.is_not_null())
+        .then(pl.when(responded <= due).then(pl.lit("met")).otherwise(pl.lit("breached")))
+        .when(due < now)
+        .then(pl.lit("breached"))
+        .otherwise(pl.lit("pending"))
+    )
+    appeal_groups = appeals.group_by("round", "status", "expedited", outcome.alias("outcome")).agg(n=pl.len())
+    codes = pl.when(pl.col("decision") == "reject").then(pl.col("reason_codes")).otherwise(pl.lit(""))
+    decisions = (
+        reviews.filter(human)
+        .group_by("reviewer", "decision", "agrees_with_machine", codes.alias("codes"))
+        .agg(n=pl.len())
+    )
     return {
-        # Freezes per day, cause, rule and status, and whether they were released on an approved appeal
-        # (CASE, so that only released freezes look for their appeal).
-        "freezes": f"SELECT {dialect['day']} AS day, f.category, {RULE} AS rule, f.status, "
-        "CASE WHEN f.status = 'released' THEN (CASE WHEN EXISTS (SELECT 1 FROM appeal a "
-        "WHERE a.freeze_id = f.id AND a.status = 'approved') THEN 1 ELSE 0 END) ELSE 0 END AS on_appeal, "
-        'COUNT(*) AS n FROM "freeze" f WHERE {cohort} GROUP BY 1, 2, 3, 4, 5',
-        # Per case released on appeal: cause, seconds from the first submission (the first machine
-        # pre-review runs at it) to the release, and whether the materials were incomplete: a reviewer
-        # asked for more, or rejected a round for its vouchers. Index lookups per released freeze.
-        "released": f"SELECT f.category, {secs} AS seconds, EXISTS (SELECT 1 FROM appeal a "
-        "JOIN appeal_review r ON r.appeal_id = a.id WHERE a.freeze_id = f.id AND r.kind = 'human' AND "
-        "(r.decision = 'needs_more_info' OR (r.decision = 'reject' "
-        f"AND r.reason_codes LIKE '%{VOUCHER_PREFIX}%'))) AS incomplete "
-        "FROM \"freeze\" f WHERE {cohort} AND f.status = 'released' AND EXISTS "
-        "(SELECT 1 FROM appeal a WHERE a.freeze_id = f.id AND a.status = 'approved')",
-        # Appeals by round, status and expedite, and their first response against its deadline
-        # (an open one is breached once the deadline has passed).
-        "appeals": "SELECT a.round, a.status, a.expedited, CASE WHEN a.first_response_due IS NULL THEN '' "
-        "WHEN a.first_responded_at IS NOT NULL THEN "
-        "(CASE WHEN a.first_responded_at <= a.first_response_due THEN 'met' ELSE 'breached' END) "
-        "WHEN a.first_response_due < :now THEN 'breached' ELSE 'pending' END AS outcome, COUNT(*) AS n "
-        f"FROM appeal a {join_freeze} WHERE {{cohort}} GROUP BY 1, 2, 3, 4",
-        # People's decisions: who decided what, whether they agreed with the machine, why they rejected.
-        "reviews": "SELECT r.reviewer, r.decision, r.agrees_with_machine, "
-        "CASE WHEN r.decision = 'reject' THEN r.reason_codes ELSE '' END AS codes, COUNT(*) AS n "
-        f"FROM appeal_review r JOIN appeal a ON a.id = r.appeal_id {join_freeze} "
-        "WHERE {cohort} AND r.kind = 'human' GROUP BY 1, 2, 3, 4",
-        # The machine's opinions: only counted.
-        "machine": "SELECT COUNT(*) AS n FROM appeal_review r "
-        f"JOIN appeal a ON a.id = r.appeal_id {join_freeze} WHERE {{cohort}} AND r.kind = 'machine'",
-        # Accounts that used the expedite channel.
-        "vip_accounts": f"SELECT COUNT(DISTINCT a.account_id) AS n FROM appeal a {join_freeze} "
-        "WHERE {cohort} AND a.expedited",
+        "freezes": _rows(per_day),
+        "released": released,
+        "appeals": _rows(appeal_groups),
+        "reviews": _rows(decisions),
+        "machine": reviews.filter(pl.col("kind") == "machine").height,
+        "vip_accounts": appeals.filter(pl.col("expedited")).get_column("account_id").n_unique(),
     }
+
+
+_stores: dict[str, ReportStore] = {}
+_stores_lock = threading.Lock()
+
+
+def store(runtime: Runtime) -> ReportStore:
+    """The report store of ``runtime``'s database (one per database and data directory)."""
+    settings = runtime.settings
+    key = f"{settings.database_url}|{settings.data_dir}"
+    with _stores_lock:
+        found = _stores.get(key)
+        if found is None:
+            found = _stores[key] = ReportStore(settings.data_dir / "reports")
+        return found
 
 
 def build_report(
@@ -403,27 +413,25 @@ def build_report(
 ) -> Report:
     """Compute the report for ``period``; ``progress(done, total)`` is called after each step."""
     now = uow.runtime.clock.now()
-    params = _params(period, now)
-    found: dict[str, list[Any]] = {}
-    queries = _queries(_sql(uow))
-    total = len(queries) + 2
-    for n, (name, sql) in enumerate(queries.items(), 1):
-        found[name] = list(uow.conn.execute(_query(sql, period), params))
-        if progress is not None:
-            progress(n, total)
+    frames = store(uow.runtime).frames(uow)
+    if progress is not None:
+        progress(1, 3)
+    found = _figures(frames, period, now)
     # The expedite quota spent per year, over all accounts (quotas are per account and year).
     found["quota"] = list(
         uow.conn.execute(text("SELECT year, SUM(used) AS used FROM vip_expedite GROUP BY year"))
     )
+    if progress is not None:
+        progress(2, 3)
     report = _assemble(period, now, found, uow)
     if progress is not None:
-        progress(total, total)
+        progress(3, 3)
     return report
 
 
-def _assemble(period: Period, now: datetime, found: dict[str, list[Any]], uow: UnitOfWork) -> Report:
+def _assemble(period: Period, now: datetime, found: dict[str, Any], uow: UnitOfWork) -> Report:
     """Turn the grouped rows into the report."""
-    per_day, released, appeal_rows = found["freezes"], found["released"], found["appeals"]
+    per_day, frame, appeal_rows = found["freezes"], found["released"], found["appeals"]
     days: Counter[tuple[str, str, str]] = Counter()
     by_status: dict[str, Counter[str]] = defaultdict(Counter)
     per_rule: Counter[str] = Counter()
@@ -436,14 +444,6 @@ def _assemble(period: Period, now: datetime, found: dict[str, list[Any]], uow: U
         on_appeal_cat[r.category] += r.n if r.on_appeal else 0
         on_appeal_rule[r.rule] += r.n if r.on_appeal else 0
 
-    frame = pl.DataFrame(
-        {
-            "category": [r.category for r in released],
-            "hours": [float(r.seconds) / 3600.0 for r in released],
-            "incomplete": [bool(r.incomplete) for r in released],
-        },
-        schema={"category": pl.String, "hours": pl.Float64, "incomplete": pl.Boolean},
-    )
     ttr = TimeToRelease(
         all=_release_times(frame),
         complete_materials=_release_times(frame.filter(~pl.col("incomplete"))),
@@ -534,10 +534,10 @@ def _assemble(period: Period, now: datetime, found: dict[str, list[Any]], uow: U
         vip=Vip(
             expedited_appeals=expedited,
             share_of_appeals=_ratio(expedited, total_appeals),
-            accounts=int(found["vip_accounts"][0].n),
+            accounts=int(found["vip_accounts"]),
             quota_used_by_year={str(r.year): int(r.used) for r in found["quota"]},
         ),
-        reviews=_reviews(found["reviews"], int(found["machine"][0].n)),
+        reviews=_reviews(found["reviews"], int(found["machine"])),
         labels=LABELS,
     )
 
