@@ -4,14 +4,17 @@ happens, each step lands in the operation log at its own time, and the log verif
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import orjson
 from sqlalchemy import func, select
 
+from tests.conftest import make_settings
 from thawline.adapters.db.schema import appeal, appeal_review, freeze, oplog_bundle, probation
 from thawline.domain.clock import FakeClock
 from thawline.services import demo, review
-from thawline.services.runtime import Runtime
+from thawline.services.runtime import Runtime, build_runtime
 from thawline.services.unit_of_work import UnitOfWork
 from thawline.services.verify import verify_log
 from thawline.sim.story import CasePlanner, FreezeFacts, Story
@@ -119,3 +122,43 @@ def test_the_same_seed_gives_the_same_case_mix() -> None:
     assert plans(7) == plans(7)
     assert plans(7) != plans(8)
     assert {Story.APPROVED, Story.REJECTED_VOUCHER, Story.EXPEDITED, Story.SLA_BREACH} <= set(plans(7))
+
+
+def test_the_same_seed_and_end_build_the_same_demo(
+    runtime: Runtime, clock: FakeClock, tmp_path: Path
+) -> None:
+    end = clock.now() + timedelta(days=8, hours=3)
+    plan = demo.DemoPlan(accounts=250, days=6, seed=11, end=end, abuse_rate=0.08)
+    again = build_runtime(
+        make_settings("sqlite:///" + str(tmp_path / "again.db"), tmp_path / "again"), clock=FakeClock()
+    )
+
+    def built(rt: Runtime, c: FakeClock) -> tuple[Any, ...]:
+        result = demo.run(rt, c, plan)
+        with UnitOfWork(rt, read_only=True) as uow:
+            freezes = sorted(
+                uow.conn.execute(
+                    select(freeze.c.account_id, freeze.c.category, freeze.c.status, freeze.c.created_at)
+                )
+            )
+            appeals = sorted(
+                uow.conn.execute(
+                    select(appeal.c.account_id, appeal.c.round, appeal.c.status, appeal.c.submitted_at)
+                )
+            )
+        return (
+            result.events,
+            dict(result.stories),
+            dict(result.outcomes),
+            [tuple(r) for r in freezes],
+            [tuple(r) for r in appeals],
+        )
+
+    try:
+        first = built(runtime, clock)
+        second = built(again, again.clock)  # type: ignore[arg-type]
+    finally:
+        again.close()
+    assert first == second
+    assert first[3]  # something was frozen
+    assert first[4]  # and appealed

@@ -59,7 +59,9 @@ def demo(
     if "sqlite_synchronous" not in settings.model_fields_set:
         # A demo that dies half-way is simply built again: skip the fsync of each of its commits.
         settings = settings.model_copy(update={"sqlite_synchronous": "NORMAL"})
-    plan = demo_service.DemoPlan(accounts=accounts_, days=days, seed=seed, end=datetime.now(UTC))
+    # The month ends at the last full hour: the same seed within the hour builds the same demo.
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    plan = demo_service.DemoPlan(accounts=accounts_, days=days, seed=seed, end=end)
     clock = FakeClock(plan.start)
     rt = build_runtime(settings, clock=clock)
     try:

@@ -169,6 +169,13 @@ class CasePlanner:
         """Wanted stories go to holders they suit: approvals to the innocent, refusals to abusers."""
         if story in (Story.REJECTED_RISK, Story.SECOND_REJECTED):
             return not f.innocent
-        if story in (Story.SELF_SERVICE_KYC, Story.ABANDONED, Story.WITHDRAWN, Story.REJECTED_VOUCHER):
+        if story in (
+            Story.SELF_SERVICE_KYC,
+            Story.ABANDONED,
+            Story.WITHDRAWN,
+            Story.REJECTED_VOUCHER,
+            Story.OPEN_SUBMITTED,  # nobody has decided anything yet
+            Story.OPEN_IN_REVIEW,
+        ):
             return True
         return f.innocent or f.high_severity  # a listed holder may be a namesake (bad list data)
