@@ -229,6 +229,14 @@ class PartitionConsumer:
             token = logs.request_id.set(requests[0] if len(requests) == 1 else ",".join(requests[:5]))
             try:
                 result = await asyncio.to_thread(self._ingest, events, actor_ref)
+                log.info(
+                    "partition %d: %d events committed (%d duplicates, %d refused)",
+                    lease.partition,
+                    len(result.accepted),
+                    len(result.duplicates),
+                    len(result.rejected),
+                    extra={"partition": lease.partition},
+                )
             finally:
                 logs.request_id.reset(token)
             done = time.time_ns()
