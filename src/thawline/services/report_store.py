@@ -80,6 +80,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 }
 # Beyond this many changed accounts, reading everything again is cheaper than reading them one set at a time.
 FULL_RELOAD_ACCOUNTS = 20_000
+# Frames are written to disk when first built and then every this many entries (not on every report).
+SAVE_EVERY = 100_000
 CHUNK = 900  # accounts per IN (...) list (SQLite allows 999 bound parameters by default)
 
 
@@ -160,6 +162,7 @@ class ReportStore:
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
         self._frames: CaseFrames | None = None
+        self._saved_size = -1  # the log size of the frames on disk (-1: none, or not ours)
         self._lock = threading.Lock()
 
     def frames(self, uow: UnitOfWork) -> CaseFrames:
@@ -168,11 +171,18 @@ class ReportStore:
             return self._frames_locked(uow)
 
     def _frames_locked(self, uow: UnitOfWork) -> CaseFrames:
-        current = self._frames or self._load_files()
-        if current is not None and (
-            current.tree_size > uow.oplog.head().tree_size or current.chain != _chain(uow, current.tree_size)
-        ):
-            current = None  # another database, or one restored from a backup: start again
+        head = uow.oplog.head().tree_size
+        current = self._frames
+        if current is not None and current.tree_size > head:
+            return current  # a reader whose transaction began before the last refresh: newer is fine
+        if current is None:
+            current = self._load_files()
+            self._saved_size = -1 if current is None else current.tree_size
+            if current is not None and (
+                current.tree_size > head or current.chain != _chain(uow, current.tree_size)
+            ):
+                current = None  # frames of another database, or of one restored from a backup
+                self._saved_size = -1
         if current is None:
             fresh = self._full(uow)
         else:
@@ -183,10 +193,10 @@ class ReportStore:
                 fresh = self._full(uow)
             else:
                 fresh = self._refresh(uow, current, sorted(changed), size)
-        if fresh is not self._frames:
-            self._frames = fresh
-            if current is None or fresh.tree_size != current.tree_size:
-                self._save(fresh)
+        self._frames = fresh
+        if self._saved_size < 0 or fresh.tree_size - self._saved_size >= SAVE_EVERY:
+            self._save(fresh)
+            self._saved_size = fresh.tree_size
         return fresh
 
     def _full(self, uow: UnitOfWork) -> CaseFrames:
