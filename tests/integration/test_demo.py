@@ -99,6 +99,7 @@ def test_a_small_demo_plays_every_kind_of_case_and_its_log_verifies(
         "freeze.released",
         "probation.started",
         "account.kyc_updated",
+        "notification.delivered",
         "staff.created",
     ):
         assert action in done, action

@@ -38,6 +38,7 @@ from thawline.services import accounts, apikeys, lists, portal, scheduler, staff
 from thawline.services import freezes as freeze_service
 from thawline.services.appeals import flagged_transactions
 from thawline.services.demo_cases import CHINA, Case, CasePlayer, Steps, Team
+from thawline.services.dispatcher import Dispatcher
 from thawline.services.engine import EVENT_ADAPTER, RiskEngine
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
@@ -57,6 +58,8 @@ STAFF = (
     ("admin", Role.ADMIN),
 )
 TIMER_TICK = timedelta(hours=1)
+DISPATCH_EVERY = 3  # ticks between the dispatcher's rounds (messages go out within three hours)
+MAX_ROUNDS = 20  # per dispatch; what is left (a message failing again at once) waits for the next
 SETUP_LEAD = timedelta(hours=2)  # holders are registered and staff created this long before the month
 SETUP = Actor(ActorKind.SYSTEM, "cli")  # what an operator sets up by hand (holders import, staff, key)
 
@@ -172,9 +175,14 @@ class Agenda:
 
 
 def timers(runtime: Runtime) -> Steps:
-    """The scheduler's scan, every simulated hour."""
-    while True:
+    """The scheduler's scan every simulated hour; the outbox dispatcher's rounds every few hours."""
+    dispatcher = Dispatcher(runtime)
+    for tick in itertools.count():
         scheduler.run_due(runtime)
+        if tick % DISPATCH_EVERY == 0:
+            for _round in range(MAX_ROUNDS):  # what is due now: SMS to the local carrier, webhooks
+                if not dispatcher.run_once().claimed:
+                    break
         yield TIMER_TICK
 
 
