@@ -30,6 +30,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,7 @@ class PartitionConsumer:
         self._nc: Nats | None = None
         self._js: JetStreamContext | None = None
         self._kv: KeyValue | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -98,8 +100,8 @@ class PartitionConsumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), tick)
         finally:
-            for lease in list(self.leases.values()):
-                await self._give_up(lease, hand_back=True)
+            await asyncio.gather(*(self._give_up(x, hand_back=True) for x in list(self.leases.values())))
+            await asyncio.gather(*self._background, return_exceptions=True)
             await self._nc.drain()
 
     async def _bucket(self) -> KeyValue:
@@ -117,17 +119,18 @@ class PartitionConsumer:
         """Heartbeat, renew, hand back the excess, take free partitions up to the fair share."""
         assert self._kv is not None
         await self._kv.put(f"w.{self.worker_id}", b"")
-        for lease in list(self.leases.values()):
-            if lease.stopping:
-                continue
+        for lease in list(self.leases.values()):  # stopping ones too, until their batch is done
             try:
                 lease.revision = await self._kv.update(
                     f"p.{lease.partition}", self.worker_id.encode(), last=lease.revision
                 )
                 lease.renewed = time.monotonic()
             except (KeyWrongLastSequenceError, JsNotFoundError):
+                if lease.partition not in self.leases:
+                    continue  # handed back meanwhile
                 log.warning("lost the lease on partition %d", lease.partition)
-                await self._give_up(lease, hand_back=False)
+                lease.stopping = True
+                self._in_background(self._give_up(lease, hand_back=False))
         try:
             live = len([k for k in await self._kv.keys() if k.startswith("w.")])
         except NoKeysError:
@@ -135,7 +138,8 @@ class PartitionConsumer:
         share = math.ceil(self.cfg.partitions / max(live, 1))
         owned = sorted(p for p, lease in self.leases.items() if not lease.stopping)
         for p in owned[share:]:  # others joined: hand back after the batch in flight
-            await self._give_up(self.leases[p], hand_back=True)
+            self.leases[p].stopping = True
+            self._in_background(self._give_up(self.leases[p], hand_back=True))
         start = int.from_bytes(self.worker_id.encode()[-4:], "big") % self.cfg.partitions
         for i in range(self.cfg.partitions):
             if len([x for x in self.leases.values() if not x.stopping]) >= share:
@@ -144,6 +148,13 @@ class PartitionConsumer:
             if p not in self.leases:
                 await self._try_take(p)
         PARTITIONS_OWNED.set(len(self.leases))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the maintenance loop: waiting for a batch in flight must not delay
+        the renewal of the other leases."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _try_take(self, p: int) -> None:
         assert self._kv is not None
@@ -213,12 +224,14 @@ class PartitionConsumer:
                 log.exception("fetch failed on partition %d", lease.partition)
                 await asyncio.sleep(0.5)
                 continue
+            if not msgs:  # only status messages came back
+                continue
             try:
                 await self._handle(lease, msgs)
             except Exception:
                 # Nothing was acknowledged: hand the partition back; it restarts from these messages.
                 log.exception("batch failed on partition %d; handing it back", lease.partition)
-                asyncio.get_running_loop().create_task(self._give_up(lease, hand_back=True))
+                self._in_background(self._give_up(lease, hand_back=True))
                 return
 
     async def _handle(self, lease: Lease, msgs: list[Msg]) -> None:
