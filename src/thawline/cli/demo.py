@@ -76,11 +76,13 @@ def demo(
             result = demo_service.run(rt, clock, plan, BarProgress(bars))
         elapsed = time.perf_counter() - began
         console.print(
-            f"demo: {accounts_} accounts, {result.events} events over {days} days, "
+            f"demo: {accounts_} accounts, {result.events} events over {days} day{'s' if days != 1 else ''}, "
             f"built in {elapsed:.0f} s / 演示数据已生成"
         )
         console.print("demo: seconds per phase " + ", ".join(f"{k} {v}" for k, v in result.seconds.items()))
         stories = ", ".join(f"{k} {v}" for k, v in sorted(result.stories.items()))
+        if result.interrupted:  # a service refused a step (the freeze ended meanwhile): the story stops
+            stories += f" ({result.interrupted} stopped early)"
         console.print(f"demo: case stories / 案件情节: {stories}", soft_wrap=True)
         print_summary(rt, since=plan.start - demo_service.SETUP_LEAD)
         _print_access(rt, result)
