@@ -47,7 +47,9 @@ def demo(
         int, typer.Option("--accounts", min=1, max=200_000, help="Simulated holders. / 模拟账户数。")
     ] = 10_000,
     days: Annotated[int, typer.Option(min=1, max=60, help="Days of history, up to today. / 天数。")] = 30,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same demo. / 随机种子。")] = 1,
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed within the hour, the same demo. / 随机种子。")
+    ] = 1,
 ) -> None:
     """Fill an empty database with a lived-in month: holders, their events through the risk engine,
     freezes, appeals filed and reviewed (vouchers, VIP expedites, second appeals, SLA escalations,
