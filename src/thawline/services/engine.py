@@ -415,6 +415,15 @@ class RiskEngine:
         if not acting:
             return applied
         now = uow.runtime.clock.now()
+        # Two workers can evaluate one account at the same moment while its partition changes hands:
+        # lock the accounts about to be frozen, in id order (no deadlock), so that the "already frozen
+        # by this rule?" check below and the freeze are one step. (SQLite's single writer already is.)
+        uow.conn.execute(
+            select(account.c.id)
+            .where(account.c.id.in_(sorted({e.account_id for e, _h in acting})))
+            .order_by(account.c.id)
+            .with_for_update()
+        ).all()
         suppressed = {
             (r.account_id, r.rule_id)
             for r in uow.conn.execute(
