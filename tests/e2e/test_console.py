@@ -402,6 +402,7 @@ class Row:
     public: bool = False  # served to nobody too
     files: dict[str, tuple[str, bytes, str]] | None = None  # a multipart upload
     done: int = 303  # what an allowed POST answers (a form re-rendered with its result: 200)
+    to_login: bool = False  # an allowed POST that ends the session sends the member to sign in
 
 
 def _claimable(runtime: Runtime, _me: str | None) -> dict[str, str]:
@@ -602,7 +603,24 @@ MATRIX = [
         done=200,
     ),
     Row("POST", "/console/admin/apikeys/{key_id}/revoke", frozenset({AD}), _api_key),
-    Row("POST", "/console/logout", EVERY_ROLE),  # last: it ends the session
+    Row("GET", "/console/account", EVERY_ROLE),
+    Row("POST", "/console/account/totp/offer", EVERY_ROLE, done=200),
+    Row(
+        "POST",
+        "/console/account/totp",
+        EVERY_ROLE,
+        form=lambda csrf: {"csrf": csrf, "offer": "not-an-offer", "code": "000000"},
+        done=422,  # past the gate: the made-up offer is refused
+    ),
+    # The last two end the session.
+    Row(
+        "POST",
+        "/console/account/password",
+        EVERY_ROLE,
+        form=lambda csrf: {"csrf": csrf, "current": PASSWORD, "password": "a brand new passphrase"},
+        to_login=True,
+    ),
+    Row("POST", "/console/logout", EVERY_ROLE, to_login=True),
 ]
 # POST /console/login is the sign-in itself, exercised by every cell below and by the tests above.
 UNMATRIXED = {("POST", "/console/login")}
@@ -635,7 +653,7 @@ def test_access_control_matrix(
         if principal is None:
             want = (200, False) if row.public else (303, True)
         elif principal in row.allowed:
-            want = (200, False) if row.method == "GET" else (row.done, row.template == "/console/logout")
+            want = (200, False) if row.method == "GET" else (row.done, row.to_login)
         else:
             want = (403, False)
         if got != want:

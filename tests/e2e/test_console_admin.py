@@ -4,12 +4,15 @@ username, password or secret; each refusal changing nothing."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
+from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
 from tests.e2e.test_console import PASSWORD, actions, csrf_of, log_bytes, make_staff, open_browser, sign_in
-from thawline.domain.staff import Role
+from thawline.domain.clock import FakeClock
+from thawline.domain.staff import Role, hotp, totp_step
 from thawline.services import apikeys, staff
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
@@ -187,3 +190,54 @@ def test_the_settings_page_shows_what_runs_and_never_a_secret(
     assert "whsec_do_not_show_me" not in page.text
     assert "hunter2" not in page.text
     assert 'id="setting-sms_http_secret"' in page.text
+
+
+def test_a_member_changes_their_password_and_enrols_an_authenticator(
+    runtime: Runtime, clock: FakeClock, open_browser: Callable[[], TestClient]
+) -> None:
+    make_staff(runtime, "mei", Role.REVIEWER)
+    browser = open_browser()
+    assert sign_in(browser, "mei").status_code == 303
+    page = browser.get("/console/account")
+    assert page.status_code == 200
+    assert 'id="my-totp"' in page.text
+    offered = browser.post("/console/account/totp/offer", data={"csrf": csrf_of(browser)})
+    assert offered.status_code == 200
+    assert '<svg xmlns="http://www.w3.org/2000/svg"' in offered.text  # the QR code, inline, no script
+    secret_b32 = offered.text.split('<code id="totp-secret">')[1].split("</code>")[0]
+    offer = offered.text.split('name="offer" value="')[1].split('"')[0]
+    secret = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    wrong = browser.post(
+        "/console/account/totp", data={"csrf": csrf_of(browser), "offer": offer, "code": "000000"}
+    )
+    assert wrong.status_code == 422
+    assert not member(runtime, "mei").totp_enrolled  # nothing stored until a code matches
+    code = hotp(secret, totp_step(clock.now()))
+    ok = browser.post("/console/account/totp", data={"csrf": csrf_of(browser), "offer": offer, "code": code})
+    assert ok.status_code == 200
+    assert 'id="totp-done"' in ok.text
+    assert member(runtime, "mei").totp_enrolled
+    clock.advance(timedelta(minutes=11))
+    stale = browser.post(
+        "/console/account/totp", data={"csrf": csrf_of(browser), "offer": offer, "code": code}
+    )
+    assert stale.status_code == 422  # an offer lasts 10 minutes
+    refused = browser.post(
+        "/console/account/password",
+        data={"csrf": csrf_of(browser), "current": "not my password", "password": NEW_PASSWORD},
+    )
+    assert refused.status_code == 403
+    changed = browser.post(
+        "/console/account/password",
+        data={"csrf": csrf_of(browser), "current": PASSWORD, "password": NEW_PASSWORD},
+        follow_redirects=False,
+    )
+    assert changed.status_code == 303
+    assert changed.headers["location"] == "/console/login"
+    assert browser.get("/console", follow_redirects=False).status_code == 303  # signed out
+    code_now = hotp(secret, totp_step(clock.now()))
+    assert sign_in(open_browser(), "mei", NEW_PASSWORD, code_now).status_code == 303
+    logged = [e["action"] for e in actions(runtime, "staff.")]
+    assert "staff.totp_enrolled" in logged
+    assert "staff.password_set" in logged
+    assert secret_b32.encode() not in log_bytes(runtime)

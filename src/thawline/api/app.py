@@ -20,6 +20,7 @@ from thawline.api.routes import (
     accounts,
     appeals,
     console,
+    console_account,  # noqa: F401 (its pages join the console router on import)
     console_admin,  # noqa: F401 (its pages join the console router on import)
     console_audit,  # noqa: F401 (its pages join the console router on import)
     console_dashboard,  # noqa: F401 (its pages join the console router on import)

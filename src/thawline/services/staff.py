@@ -6,9 +6,10 @@ The log names staff by id (``st_…``), never by username, and never holds a pas
 
 from __future__ import annotations
 
+import base64
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy import Row, select, update
 
 from thawline.adapters.db.schema import staff_session, staff_user
 from thawline.domain import staff as rules
-from thawline.domain.errors import ConflictError, NotFoundError, PermissionDeniedError
+from thawline.domain.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from thawline.domain.staff import Permission, Role
 from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
 from thawline.services.unit_of_work import UnitOfWork
@@ -228,6 +229,54 @@ def set_password(uow: UnitOfWork, username: str, password: str, actor: Actor) ->
     _end_sessions(uow, row.id)
     values = {"password_hash": _hasher.hash(password), "failed_count": 0, "locked_until": None}
     return _change(uow, row, "staff.password_set", actor, before=None, after=None, **values)
+
+
+def change_own_password(uow: UnitOfWork, user: StaffUser, current: str, new: str) -> StaffUser:
+    """A member changes their own password: the current one must match; their other sessions end."""
+    row = find(uow, user.username)
+    if not password_matches(row.password_hash, current):
+        raise PermissionDeniedError("the current password is not right")
+    if current == new:
+        raise InvalidInputError("choose a password different from the current one", field="password")
+    return set_password(uow, user.username, new, user.actor)
+
+
+OFFER_LIFETIME = timedelta(minutes=10)
+
+
+def _offer_context(user_id: str) -> str:
+    return f"staff_totp_offer:{user_id}"
+
+
+def totp_offer(uow: UnitOfWork, user: StaffUser) -> tuple[str, str, str]:
+    """A new TOTP secret offered to ``user``: (otpauth URI, base32 secret, sealed offer). Nothing is
+    stored until :func:`accept_totp` sees a code from it; the sealed offer expires after 10 minutes."""
+    secret = secrets.token_bytes(rules.TOTP_SECRET_BYTES)
+    issued = int(uow.runtime.clock.now().timestamp()).to_bytes(8, "big")
+    keys = derive_keys(uow.runtime.vault_master_key)
+    sealed = seal_secret(keys, issued + secret, _offer_context(user.id))
+    b32 = base64.b32encode(secret).decode().rstrip("=")
+    return rules.otpauth_uri(secret, user.username), b32, base64.urlsafe_b64encode(sealed).decode()
+
+
+def accept_totp(uow: UnitOfWork, user: StaffUser, offer: str, code: str) -> StaffUser:
+    """Enrol the offered secret once ``code`` (from the member's app) matches it; recorded."""
+    keys = derive_keys(uow.runtime.vault_master_key)
+    try:
+        opened = open_secret(keys, base64.urlsafe_b64decode(offer.encode()), _offer_context(user.id))
+    except (ConflictError, ValueError):
+        raise InvalidInputError("this enrolment form is not valid; start again", field="offer") from None
+    issued, secret = datetime.fromtimestamp(int.from_bytes(opened[:8], "big"), UTC), opened[8:]
+    now = uow.runtime.clock.now()
+    if now - issued > OFFER_LIFETIME:
+        raise InvalidInputError("this enrolment form has expired; start again", field="offer")
+    step = rules.verify_totp(secret, code, now, None)
+    if step is None:
+        raise InvalidInputError("the code does not match; check the app's time and try again", field="code")
+    row = find(uow, user.username)
+    values = {"totp_secret": seal_secret(keys, secret, _totp_context(row.id)), "totp_last_step": step}
+    before, after = {"totp": row.totp_secret is not None}, {"totp": True}
+    return _change(uow, row, "staff.totp_enrolled", user.actor, before=before, after=after, **values)
 
 
 def _totp_context(user_id: str) -> str:
