@@ -10,6 +10,8 @@ appeal decisions from the database.
 
 from __future__ import annotations
 
+import ast
+
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +20,8 @@ import polars as pl
 
 from thawline.domain.features import IpRanges, Thresholds
 from thawline.domain.rules import Action, Rule, Ruleset
-from thawline.domain.vector_features import EXPANDED, FeatureFrame, prepare
-from thawline.domain.vector_rules import condition, gate, reads, with_threshold
+from thawline.domain.vector_features import BOUNDED, COUNTS, FeatureFrame, prepare
+from thawline.domain.vector_rules import cost, count_test, read_by, reads, tree, truth, with_threshold
 
 SIDES = ("live", "candidate")
 SAMPLE = 50  # accounts listed per change; the counts are always complete
@@ -48,12 +50,24 @@ class Sweep:
 
 @dataclass(slots=True)
 class Replay:
-    """Per-event hits of both rulesets, and what is needed to compare them."""
+    """Where each rule of both rulesets fired, and what is needed to compare them."""
 
-    hits: pl.DataFrame  # _arrival, account_id, ts_us, _in, and one boolean column per "side|rule"
+    fired: dict[str, pl.Series]  # "side|rule" (or "sweep|value") -> sorted positions in frame order
     rulesets: dict[str, Ruleset]
     frame: FeatureFrame
     sweep_sources: dict[float, str] = field(default_factory=dict)
+
+    def counted(self, column: str) -> pl.Series:
+        """The positions where ``column``'s rule fired on an event of the period."""
+        rows = self.fired[column]
+        return rows.filter(self.frame.col("_in").gather(rows))
+
+    def accounts(self, columns: Sequence[str]) -> set[str]:
+        """The accounts on which any of ``columns`` fired in the period."""
+        if not columns:
+            return set()
+        rows = pl.concat([self.counted(c) for c in columns]).unique()
+        return set(self.frame.account_ids(rows).unique().cast(pl.String).to_list())
 
 
 def replay(
@@ -68,77 +82,106 @@ def replay(
     sweep: Sweep | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Replay:
-    """Compute the features both rulesets read and every rule's hit on every event.
+    """Find every rule's hits on every event, testing each condition as the engine would.
 
     ``events`` may carry a boolean ``in_period`` column: rows outside it only warm the windows and
-    baselines up; their hits are not counted.
+    baselines up; their hits are not counted. A condition is tested lazily, like the engine's: the
+    operands of an ``and`` cheapest first, each only on the rows the earlier ones left, so the costly
+    features are computed on few rows.
     """
     step = progress or (lambda _s: None)
-    sources = [r.when for rs in (live, candidate) for r in rs.rules]
+    columns = {
+        f"{side}|{rule.id}": rule.when
+        for side, rs in (("live", live), ("candidate", candidate))
+        for rule in rs.rules
+    }
     sweep_sources: dict[float, str] = {}
     if sweep is not None:
         rule = candidate.get(sweep.rule_id)
         sweep_sources = {v: with_threshold(rule.when, sweep.param, v) for v in sweep.values}
-        sources += list(sweep_sources.values())
-    needed = reads(sources) | {"event_type"}
+        columns |= {f"sweep|{v!r}": text for v, text in sweep_sources.items()}
+    trees = {text: tree(text) for text in dict.fromkeys(columns.values())}
     frame = prepare(
         events,
-        needed,
+        reads(list(trees)),
         ip_ranges=ip_ranges,
         thresholds=thresholds,
         kyc=kyc,
         blacklisted=blacklisted,
         progress=step,
     )
-    for name in sorted(EXPANDED & needed):
-        step(name)
-        gates = [g for s in sources if (g := gate(s, name)) is not None]
-        mask = None
-        if gates:
-            combined = gates[0]
-            for g in gates[1:]:
-                combined = combined | g
-            mask = frame.df.select(combined).to_series()
-        frame.expand(name, mask)
     step("rules")
-    columns = [
-        condition(rule.when).alias(f"{side}|{rule.id}")
-        for side, rs in (("live", live), ("candidate", candidate))
-        for rule in rs.rules
-    ]
-    columns += [condition(text).alias(f"sweep|{v!r}") for v, text in sweep_sources.items()]
-    period = pl.col("in_period") if "in_period" in frame.df.columns else pl.lit(True)
-    hits = frame.df.select("_arrival", "account_id", "ts_us", period.alias("_in"), *columns)
-    return Replay(hits, {"live": live, "candidate": candidate}, frame, sweep_sources)
+    tester = _Tester(frame)
+    by_text = {text: tester.fires(node, None) for text, node in trees.items()}
+    fired = {column: by_text[text] for column, text in columns.items()}
+    return Replay(fired, {"live": live, "candidate": candidate}, frame, sweep_sources)
+
+
+class _Tester:
+    """Tests conditions on a frame: ``and`` narrows the rows cheapest operand first, ``or`` unites."""
+
+    def __init__(self, frame: FeatureFrame) -> None:
+        self.frame = frame
+        self.everywhere: dict[str, pl.Series] = {}  # a test's rows, when tested on every row
+
+    def fires(self, node: ast.expr, rows: pl.Series | None) -> pl.Series:
+        """The positions (of ``rows``, or of all rows when None) where ``node`` is truthy."""
+        if isinstance(node, ast.BoolOp):
+            if isinstance(node.op, ast.And):
+                for part in sorted(node.values, key=cost):
+                    rows = self.fires(part, rows)
+                    if rows.is_empty():
+                        break
+                return self._all() if rows is None else rows
+            found = [self.fires(part, rows) for part in node.values]
+            return pl.concat(found).unique().sort()
+        if rows is None:
+            key = ast.dump(node)
+            got = self.everywhere.get(key)
+            if got is None:
+                got = self.everywhere[key] = self._test(node, None)
+            return got
+        return self._test(node, rows)
+
+    def _all(self) -> pl.Series:
+        return self.frame.col("_row")
+
+    def _test(self, node: ast.expr, rows: pl.Series | None) -> pl.Series:
+        frame = self.frame
+        positions = self._all() if rows is None else rows
+        counted = count_test(node)
+        if counted is not None:
+            name, k = counted
+            if name in COUNTS:
+                members, span = COUNTS[name]
+                return positions.filter(frame.at_least(members, span, k, rows))
+            members, span, offset = BOUNDED[name]
+            if k > 0:  # at least k distinct values need at least k (+ offset) members
+                positions = positions.filter(frame.at_least(members, span, k + offset, rows))
+                rows = positions
+        if positions.is_empty():
+            return positions
+        values = pl.DataFrame({name: frame.at(name, rows) for name in sorted(read_by(node))})
+        if not values.width:
+            values = pl.DataFrame({"_": pl.repeat(0, positions.len(), eager=True)})
+        return positions.filter(values.select(truth(node)).to_series())
 
 
 def event_hits(result: Replay, ids: pl.Series, side: str) -> dict[str, frozenset[str]]:
     """Each event's id (``ids`` in the order the events were given) and the rules that fired on it."""
-    columns = [c for c in result.hits.columns if c.startswith(side + "|")]
-    out: dict[str, frozenset[str]] = {}
-    names = [c.split("|", 1)[1] for c in columns]
-    for arrival, *flags in result.hits.select("_arrival", *columns).iter_rows():
-        out[ids[arrival]] = frozenset(n for n, f in zip(names, flags, strict=True) if f)
-    return out
+    fired: dict[int, set[str]] = {}
+    arrival = result.frame.df["_arrival"]
+    for column, rows in result.fired.items():
+        if not column.startswith(side + "|"):
+            continue
+        name = column.split("|", 1)[1]
+        for i in arrival.gather(rows).to_list():
+            fired.setdefault(i, set()).add(name)
+    return {ids[i]: frozenset(fired.get(i, ())) for i in range(ids.len())}
 
 
 def _acting(rule: Rule) -> bool:
     return not rule.shadow and rule.action >= Action.RESTRICT
-
-
-def outcome_column(rs: Ruleset, side: str) -> pl.Expr:
-    """The strongest non-shadow action of each event (0 allow … 3 freeze)."""
-    parts = [
-        pl.when(pl.col(f"{side}|{r.id}")).then(int(r.action)).otherwise(0) for r in rs.rules if not r.shadow
-    ]
-    return pl.max_horizontal(*parts) if parts else pl.lit(0)
-
-
-def _frozen(hits: pl.DataFrame, columns: Sequence[str]) -> set[str]:
-    if not columns:
-        return set()
-    any_hit = pl.any_horizontal(*[pl.col(c) for c in columns])
-    return set(hits.filter(any_hit)["account_id"].unique().cast(pl.String).to_list())
 
 
 def _accuracy(frozen: set[str], outcomes: Outcomes) -> dict[str, Any]:
@@ -158,18 +201,19 @@ def _accuracy(frozen: set[str], outcomes: Outcomes) -> dict[str, Any]:
 
 def compare(result: Replay, outcomes: Outcomes, *, sample: int = SAMPLE) -> dict[str, Any]:
     """Freezes added and removed (which accounts), per rule, and accuracy against known outcomes."""
-    hits = result.hits.filter(pl.col("_in"))
-    summary: dict[str, Any] = {"events": hits.height, "accounts": hits["account_id"].n_unique()}
+    frame = result.frame
+    period = frame.col("_in")
+    summary: dict[str, Any] = {
+        "events": int(period.sum()),
+        "accounts": frame.df["_acct"].filter(period).n_unique(),
+    }
     frozen: dict[str, set[str]] = {}
     for side in SIDES:
         rs = result.rulesets[side]
-        acting = [f"{side}|{r.id}" for r in rs.rules if _acting(r)]
-        frozen[side] = _frozen(hits, acting)
-        counts = hits.select(outcome_column(rs, side).alias("o"))["o"].value_counts()
-        by_outcome = {Action(int(o)).name.lower(): int(n) for o, n in counts.iter_rows()}
+        frozen[side] = result.accounts([f"{side}|{r.id}" for r in rs.rules if _acting(r)])
         summary[side] = {
             "ruleset_sha256": rs.sha256,
-            "events_by_outcome": dict(sorted(by_outcome.items())),
+            "events_by_outcome": _by_outcome(result, rs, side, summary["events"]),
             "frozen_accounts": len(frozen[side]),
             **_accuracy(frozen[side], outcomes),
         }
@@ -179,31 +223,49 @@ def compare(result: Replay, outcomes: Outcomes, *, sample: int = SAMPLE) -> dict
     summary["freezes_removed"] = {"accounts": len(removed), "sample": removed[:sample]}
     summary["added_wrongful"] = len(set(added) & outcomes.wrongful)
     summary["removed_wrongful"] = len(set(removed) & outcomes.wrongful)
-    summary["rules"] = _per_rule(hits, result.rulesets, outcomes, sample)
+    summary["rules"] = _per_rule(result, outcomes, sample)
     summary["outcomes"] = outcomes.source
     return summary
 
 
-def _per_rule(
-    hits: pl.DataFrame, rulesets: Mapping[str, Ruleset], outcomes: Outcomes, sample: int
-) -> list[dict[str, Any]]:
+def _by_outcome(result: Replay, rs: Ruleset, side: str, events: int) -> dict[str, int]:
+    """Events of the period by their strongest non-shadow action (allow when nothing fired)."""
+    parts = [
+        result.counted(f"{side}|{r.id}")
+        .cast(pl.Int64)
+        .to_frame("row")
+        .with_columns(o=pl.lit(int(r.action), pl.Int8))
+        for r in rs.rules
+        if not r.shadow
+    ]
+    strongest = pl.concat(parts).group_by("row").agg(pl.col("o").max()) if parts else pl.DataFrame()
+    counts = {} if strongest.is_empty() else dict(strongest["o"].value_counts().iter_rows())
+    counts[int(Action.ALLOW)] = counts.get(int(Action.ALLOW), 0) + events - strongest.height
+    return {
+        Action(int(o)).name.lower(): int(n)
+        for o, n in sorted(counts.items(), key=lambda kv: Action(kv[0]).name.lower())
+        if n
+    }
+
+
+def _per_rule(result: Replay, outcomes: Outcomes, sample: int) -> list[dict[str, Any]]:
+    rulesets = result.rulesets
     ids = list(dict.fromkeys([r.id for s in SIDES for r in rulesets[s].rules]))
-    counts = hits.select([pl.col(c).sum().alias(c) for c in hits.columns if "|" in c]).row(0, named=True)
     rows = []
     for rid in ids:
         entry: dict[str, Any] = {"rule": rid}
         accounts: dict[str, set[str]] = {}
         for side in SIDES:
             col = f"{side}|{rid}"
-            if col not in hits.columns:
+            if col not in result.fired:
                 entry[side] = None
                 accounts[side] = set()
                 continue
             rule = rulesets[side].get(rid)
-            accounts[side] = _frozen(hits, [col])
+            accounts[side] = result.accounts([col])
             entry[side] = {
                 "action": "shadow" if rule.shadow else rule.action.name.lower(),
-                "events": int(counts[col]),
+                "events": result.counted(col).len(),
                 "accounts": len(accounts[side]),
                 "wrongful_rate": _accuracy(accounts[side], outcomes)["wrongful_freeze_rate"],
             }
@@ -224,14 +286,12 @@ def sweep_table(result: Replay, sweep: Sweep, outcomes: Outcomes) -> dict[str, A
     The recommended value is the one whose rule-level wrongful-freeze rate meets the target and that
     freezes the most rightly frozen accounts (ties: fewer wrongful, then the earlier value).
     """
-    hits = result.hits.filter(pl.col("_in"))
     rs = result.rulesets["candidate"]
     rule = rs.get(sweep.rule_id)
-    others = [f"candidate|{r.id}" for r in rs.rules if _acting(r) and r.id != rule.id]
-    base = _frozen(hits, others)
+    base = result.accounts([f"candidate|{r.id}" for r in rs.rules if _acting(r) and r.id != rule.id])
     rows = []
     for value in sweep.values:
-        mine = _frozen(hits, [f"sweep|{value!r}"])
+        mine = result.accounts([f"sweep|{value!r}"])
         total = base | mine if _acting(rule) else base
         rule_acc = _accuracy(mine, outcomes)
         rows.append(

@@ -2,19 +2,32 @@
 
 :mod:`thawline.domain.features` folds one event at a time into an account's state; a backtest
 replays millions of events, so here every feature named in :data:`~thawline.domain.features.FEATURES`
-is computed for all events together, with the same definitions:
+is computed for many events together, with the same definitions:
 
 - events are taken per account in time order (ties in arrival order) — the order in which the
   engine evaluates a batch, which it sorts by ``occurred_at``;
 - a sliding window of span ``s`` at an event at time ``t`` holds the account's earlier events (and
-  the event itself) with a time after ``t - s``, exactly the engine's eviction rule. Counts and sums
-  come from prefix sums: the window's first row is found by a binary search over a key that orders
-  rows by (account, time), so a window costs two gathers whatever its length;
-- distinct values in a window (counterparties, IP addresses) and the median absolute deviation of
-  the last 64 amounts need the window's members; they are computed by expanding the windows of
-  only the rows a rule can still fire on (``mask``), see :mod:`thawline.domain.vector_rules`;
-- median and maximum of the last 64 amounts use rolling statistics over the account's
-  transactions; the daily-count EWMA is Polars' ``ewm_mean`` over the account's active days.
+  the event itself) with a time after ``t - s``, exactly the engine's eviction rule.
+
+Like the engine, which computes its costlier features only when a rule reads them, a feature is
+computed only *at the rows that need it* (:meth:`FeatureFrame.at`): :mod:`thawline.domain.backtest`
+narrows each rule's rows with its cheap conjuncts first, so the costly features are computed on
+few rows. How each kind is computed, for ``r`` rows out of ``n``:
+
+- per-event values (type, amount, hour, KYC level, account start, history counts) are columns of
+  the sorted frame, built once in a few passes over ``n``;
+- window counts and sums are differences of prefix sums: the window's first row is a binary search
+  for ``key - span`` over a key that orders rows by (account, time) — ``r`` searches. A test
+  ``count >= k`` (:meth:`FeatureFrame.at_least`) needs no search at all: the k-th latest member of
+  the window must lie after ``t - span``, one gather on the members' keys;
+- medians, maxima and the MAD of the last 64 amounts, distinct counterparties and addresses, the
+  hour-of-day share expand the windows of the ``r`` rows only; devices, addresses and
+  counterparties seen before are replayed on the accounts of the ``r`` rows only.
+
+Rows are sorted once, through a packed integer (account code and arrival position in one 64-bit
+value) whose plain sort is much cheaper than an arg-sort or a multi-column sort; only the narrow
+columns a ruleset reads are gathered into that order, several flags packed in one integer, and
+text and identifiers are gathered from the input for the rows that need them.
 
 Not reproduced, by design: ``blacklisted`` and ``linked_risk_accounts`` come from the list index
 and the link graph at the time of the event, which a replay cannot rebuild; they are inputs
@@ -29,6 +42,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from thawline.domain.features import (
+    FEATURES,
     KYC_RANK,
     RECENT_AMOUNTS,
     SENSITIVE_FIELDS,
@@ -39,6 +53,7 @@ from thawline.domain.features import (
 
 MICROS = 1_000_000
 SPANS_US = {w: int(s * MICROS) for w, s in WINDOWS.items()}
+DAY_US = 86_400 * MICROS
 
 # The columns a replay needs, as the engine reads them from an event.
 EVENT_SCHEMA: dict[str, pl.DataType] = {
@@ -60,14 +75,53 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "action": pl.String(),
 }
 
-# Features whose values need each window's members; computed only where a rule still needs them.
-EXPANDED = frozenset({"amount_mad", "distinct_counterparties_1h", "ip_changes_1h"})
+TYPES = ("login", "transaction", "profile_change", "kyc_update", "device_binding")
+_OTHER_TYPE = 7
 
-# An upper bound, from a cheap feature, of each expanded count (used to skip rows early).
-UPPER_BOUNDS = {
-    "distinct_counterparties_1h": "_cp_txns_1h",
-    "ip_changes_1h": "_ip_changes_bound_1h",
+# Bits of the packed per-event flags (``_bits``).
+_TYPE_MASK = 0b111
+_OK, _CREDIT, _SENSITIVE, _UNBIND, _HAS_IP, _HAS_DEV, _HAS_CP, _PROXY, _BAD, _IN = (
+    1 << i for i in range(3, 13)
+)
+_HOUR_SHIFT, _KYC_SHIFT = 13, 18
+_NO_KYC = 7
+
+# Window counts: (members, span). A test ``count >= k`` is exact from the members' keys alone.
+COUNTS: dict[str, tuple[str, str]] = {
+    **{f"txn_count_{w}": ("txn", w) for w in WINDOWS},
+    "small_txn_count_10m": ("small", "10m"),
+    "login_failures_1h": ("failed_login", "1h"),
+    "profile_changes_24h": ("profile", "24h"),
+    "sensitive_changes_24h": ("sensitive", "24h"),
+    "near_threshold_24h": ("near", "24h"),
+    "near_threshold_7d": ("near", "7d"),
 }
+# Distinct counts with a cheap upper bound: ``distinct >= k`` needs ``members >= k + offset``.
+BOUNDED: dict[str, tuple[str, str, int]] = {
+    "distinct_counterparties_1h": ("cp_txn", "1h", 0),
+    "ip_changes_1h": ("with_ip", "1h", 1),
+}
+SUMS: dict[str, tuple[str, str]] = {
+    **{f"txn_sum_{w}": ("txn", w) for w in WINDOWS},
+    "credit_sum_1h": ("credit", "1h"),
+}
+
+# What computing a feature at r rows costs, roughly; rules test their cheap conjuncts first.
+COST: dict[str, int] = dict.fromkeys(FEATURES, 0)
+COST.update({k: 3 for k in (*COUNTS, *SUMS)})
+COST.update(
+    {k: 2 for k in ("currency", "direction", "channel", "profile_field", "ip_is_proxy", "ip_bad_reputation")}
+)
+COST.update({k: 4 for k in ("today_txn_count", "daily_count_ewma")})
+COST.update(
+    {
+        k: 5
+        for k in ("amount_median", "amount_max", "amount_mad", "distinct_counterparties_1h", "ip_changes_1h")
+    }
+)
+COST.update({k: 6 for k in ("new_device", "known_devices", "new_ip", "new_counterparty", "hour_share")})
+
+_EXPAND_LIMIT = 40_000_000  # window members expanded at once; beyond that, whole-history methods
 
 
 class FeatureFrameError(ValueError):
@@ -76,152 +130,502 @@ class FeatureFrameError(ValueError):
 
 @dataclass(slots=True)
 class FeatureFrame:
-    """Events sorted per account in time order, with feature columns added on demand.
+    """Events sorted per account in time order; features computed on demand at chosen rows.
 
-    ``_key`` orders rows by (account, time): the account's rank in the high bits, the time offset
-    in ``unit`` microseconds in the low ones, so ``_key - span`` finds a window's start.
+    ``df`` holds the sorted base columns: ``_key`` orders rows by (account, time) — the account's
+    rank in the high bits, the time offset in ``unit`` microseconds in the low ones, so
+    ``_key - span`` finds a window's start; ``_acct`` the account's rank, ``_arrival`` each row's
+    position in ``events``, ``_bits`` the packed flags, ``_amt`` the amount (0 for non-payments).
     """
 
     df: pl.DataFrame
+    events: pl.DataFrame
     thresholds: Thresholds
-    unit: int = 1
-    _starts: dict[int, pl.Series] = field(default_factory=dict)
+    ip_ranges: IpRanges
+    unit: int
+    kyc: Mapping[str, str]
+    default_kyc: str
+    blacklisted: frozenset[str]
+    _cols: dict[str, pl.Series] = field(default_factory=dict)
 
     @property
     def height(self) -> int:
         """The number of events."""
         return self.df.height
 
-    def window_start(self, span_us: int) -> pl.Series:
-        """For each row, the position of the first row of its account inside a window of ``span_us``."""
-        got = self._starts.get(span_us)
-        if got is None:
-            key = self.df["_key"]
-            got = key.search_sorted(key - span_us // self.unit, side="right").cast(pl.Int64)
-            self._starts[span_us] = got
-        return got
+    # -- base columns (whole history, cached) ------------------------------------------------------
 
-    def window_sum(self, values: pl.Series, span_us: int) -> pl.Series:
-        """Sum of ``values`` over each row's window (the row included)."""
-        prefix = pl.concat([pl.Series([0], dtype=values.dtype), values.cum_sum()])
-        start = self.window_start(span_us)
-        return prefix.gather(self.df["_row"] + 1) - prefix.gather(start)
-
-    def expand(self, name: str, mask: pl.Series | None) -> None:
-        """Add the expanded feature ``name`` for the rows of ``mask`` (all rows when None; else null)."""
-        rows = self.df["_row"] if mask is None else self.df["_row"].filter(mask.fill_null(False))
-        if name == "amount_mad":
-            values = _mad(self.df, rows)
-        elif name == "distinct_counterparties_1h":
-            values = self._distinct(rows, "_cp_txn", SPANS_US["1h"], minus_one=False)
-        elif name == "ip_changes_1h":
-            values = self._distinct(rows, "_ip", SPANS_US["1h"], minus_one=True)
+    def col(self, name: str) -> pl.Series:  # noqa: PLR0911, PLR0912 — one branch per column
+        """A whole-history helper column in sorted order (computed once)."""
+        got = self._cols.get(name)
+        if got is not None:
+            return got
+        df, bits = self.df, self.df["_bits"]
+        if name in ("_key", "_acct", "_arrival", "_bits", "_amt", "ts_us"):
+            return df[name]
+        if name == "_row":
+            out = pl.int_range(self.height, dtype=pl.Int64, eager=True)
+        elif name == "_type":
+            out = bits & _TYPE_MASK
+        elif name == "txn":
+            out = self.col("_type") == 1
+        elif name == "_ok":
+            out = (bits & _OK) != 0
+        elif name == "hour":
+            out = ((bits // (1 << _HOUR_SHIFT)) & 0b11111).cast(pl.Int8)
+        elif name == "_start":  # each row's account's first row
+            first = df["_acct"] != df["_acct"].shift(1, fill_value=-1)
+            out = pl.select(pl.when(first).then(self.col("_row")).forward_fill()).to_series()
+        elif name == "_txns_before":  # payments before this row, whole history
+            txn = self.col("txn").cast(pl.Int64)
+            out = txn.cum_sum() - txn
+        elif name == "history_txns":
+            before = self.col("_txns_before")
+            out = before - before.gather(self.col("_start"))
+        elif name == "history_events":
+            out = self.col("_row") - self.col("_start")
+        elif name in _MEMBERS:
+            out = _MEMBERS[name](self)
+        elif name.startswith("_cum:"):  # members at or before each row
+            out = self.col(name[5:]).cast(pl.Int64).cum_sum()
+        elif name.startswith("_mkeys:"):  # the members' keys, in order
+            out = df["_key"].filter(self.col(name[7:]))
+        elif name.startswith("_prefix:"):  # sums of a value before each row: _prefix[i] = sum(v[:i])
+            values = self.col(name[8:])
+            out = pl.concat([pl.Series([0], dtype=values.dtype), values.cum_sum()])
+        elif name == "kyc_rank":
+            out = self._kyc_rank()
+        elif name in ("today_txn_count", "daily_count_ewma"):
+            self._daily()
+            return self._cols[name]
+        elif name == "ip_is_proxy":
+            out = (bits & _PROXY) != 0
+        elif name == "ip_bad_reputation":
+            out = (bits & _BAD) != 0
+        elif name == "_in":
+            out = (bits & _IN) != 0
+        elif name == "_first":  # the first row of each account
+            out = df["_acct"] != df["_acct"].shift(1, fill_value=-1)
         else:
             raise KeyError(name)
-        self.df = self.df.join(values, on="_row", how="left", maintain_order="left")
+        self._cols[name] = out
+        return out
 
-    def _distinct(self, rows: pl.Series, column: str, span_us: int, *, minus_one: bool) -> pl.DataFrame:
-        start = self.window_start(span_us)
-        members = (
-            pl.DataFrame({"_row": rows, "_from": start.gather(rows)})
-            .select("_row", pl.int_ranges("_from", pl.col("_row") + 1).alias("_k"))
+    def account_ids(self, rows: pl.Series) -> pl.Series:
+        """The account id (text) of each row in ``rows``."""
+        return self.events["account_id"].gather(self.df["_arrival"].gather(rows))
+
+    def _per_account(self, values: Callable[[pl.Series], pl.Series]) -> pl.Series:
+        """A per-account value (computed from the account ids, in account order) for every row."""
+        firsts = self.col("_row").filter(self.col("_first"))
+        return values(self.account_ids(firsts)).gather(self.df["_acct"])
+
+    def _kyc_rank(self) -> pl.Series:
+        bits = self.df["_bits"]
+        level = (bits // (1 << _KYC_SHIFT)) & 0b111
+        own = pl.select(pl.when(level != _NO_KYC).then(level)).to_series()
+        last = pl.select(pl.when(own.is_not_null()).then(self.col("_row")).forward_fill()).to_series()
+        initial = self._per_account(
+            lambda ids: ids.replace_strict(
+                {a: KYC_RANK.get(v, 0) for a, v in self.kyc.items()},
+                default=KYC_RANK.get(self.default_kyc, 0),
+                return_dtype=pl.Int64,
+            )
+        )
+        return pl.select(
+            pl.when(last.fill_null(-1) >= self.col("_start"))
+            .then(own.forward_fill().cast(pl.Int64))
+            .otherwise(initial)
+        ).to_series()
+
+    def _daily(self) -> None:
+        """Payments so far today (UTC day) and the EWMA of the account's earlier daily counts."""
+        th = self.thresholds
+        day = self.df["ts_us"] // DAY_US
+        new = (self.col("_first") | (day != day.shift(1))).fill_null(True)
+        row = self.col("_row")
+        start = pl.select(pl.when(new).then(row).forward_fill()).to_series()
+        txn = self.col("txn").cast(pl.Int64)
+        cum = txn.cum_sum()
+        today = cum - (cum.gather(start) - txn.gather(start))
+        is_end = new.shift(-1, fill_value=True)
+        run = new.cast(pl.Int64).cum_sum() - 1
+        daily = pl.DataFrame({"_acct": self.df["_acct"].filter(is_end), "_n": today.filter(is_end)}).select(
+            pl.col("_n")
+            .cast(pl.Float64)
+            .ewm_mean(alpha=th.ewma_alpha, adjust=False)
+            .shift(1)
+            .over("_acct")
+            .fill_null(0.0)
+        )
+        self._cols["today_txn_count"] = today
+        self._cols["daily_count_ewma"] = daily.to_series().gather(run)
+
+    # -- windows ------------------------------------------------------------------------------------
+
+    def _lo_key(self, rows: pl.Series | None, span: str) -> pl.Series:
+        key = self.df["_key"] if rows is None else self.df["_key"].gather(rows)
+        return key - SPANS_US[span] // self.unit
+
+    def window_start(self, rows: pl.Series | None, span: str) -> pl.Series:
+        """For each row, the position of the first row of its account inside a window of ``span``."""
+        return self.df["_key"].search_sorted(self._lo_key(rows, span), side="right").cast(pl.Int64)
+
+    def window_count(self, members: str, span: str, rows: pl.Series | None) -> pl.Series:
+        """Members (a flag column) in each row's window, the row included."""
+        cum = self.col(f"_cum:{members}")
+        keys = self.col(f"_mkeys:{members}")
+        upto = cum if rows is None else cum.gather(rows)
+        return upto - keys.search_sorted(self._lo_key(rows, span), side="right").cast(pl.Int64)
+
+    def at_least(self, members: str, span: str, k: int, rows: pl.Series | None) -> pl.Series:
+        """Whether each row's window holds at least ``k`` members: the k-th latest one is inside."""
+        if k <= 0:
+            return pl.repeat(True, self.height if rows is None else rows.len(), eager=True)
+        cum = self.col(f"_cum:{members}")
+        keys = self.col(f"_mkeys:{members}")
+        upto = cum if rows is None else cum.gather(rows)
+        enough = upto >= k
+        kth = keys.gather((upto - k).clip(lower_bound=0)) if keys.len() else upto.cast(pl.Int64)
+        return enough & (kth > self._lo_key(rows, span))
+
+    def window_sum(self, values: str, span: str, rows: pl.Series | None) -> pl.Series:
+        """Sum of a value column over each row's window (the row included)."""
+        prefix = self.col(f"_prefix:{values}")
+        start = self.window_start(rows, span)
+        end = self.col("_row") + 1 if rows is None else rows + 1
+        return prefix.gather(end) - prefix.gather(start)
+
+    # -- features at rows --------------------------------------------------------------------------
+
+    def at(self, name: str, rows: pl.Series | None) -> pl.Series:  # noqa: PLR0911, PLR0912
+        """Feature ``name`` at the sorted positions ``rows`` (every row when None)."""
+
+        def pick(s: pl.Series) -> pl.Series:
+            return s if rows is None else s.gather(rows)
+
+        if name in COUNTS:
+            members, span = COUNTS[name]
+            return self.window_count(members, span, rows)
+        if name in SUMS:
+            values, span = SUMS[name]
+            out = self.window_sum(f"_amt_{values}", span, rows)
+            if name == "credit_sum_1h":  # money in before this event
+                out = out - pick(self.col("_amt_credit"))
+            return out
+        if name in ("history_txns", "history_events", "hour", "kyc_rank", "today_txn_count", "daily_count_ewma",
+                    "ip_is_proxy", "ip_bad_reputation"):  # fmt: skip
+            return pick(self.col(name))
+        if name == "amount":
+            return pick(self.df["_amt"])
+        if name == "success":
+            return pick(self.col("_ok"))
+        if name == "event_type":
+            return self._event_type(rows)
+        if name in _TEXT:
+            source, kind = _TEXT[name]
+            positions = self.col("_row") if rows is None else rows
+            text = self.events[source].gather(self.df["_arrival"].gather(positions)).cast(pl.String)
+            applies = pick(self.col("_type")) == TYPES.index(kind)
+            return pl.select(pl.when(applies).then(text.fill_null("")).otherwise(pl.lit(""))).to_series()
+        if name == "blacklisted":
+            if not self.blacklisted:
+                return pl.repeat(False, self.height if rows is None else rows.len(), eager=True)
+            listed = sorted(self.blacklisted)
+            return pick(self._per_account(lambda ids: ids.is_in(listed)))
+        if name == "linked_risk_accounts":
+            return pl.repeat(0, self.height if rows is None else rows.len(), dtype=pl.Int64, eager=True)
+        positions = self.col("_row") if rows is None else rows
+        if name in ("amount_median", "amount_max", "amount_mad"):
+            return self._baseline(name, positions)
+        if name in BOUNDED:
+            return self._distinct(name, positions)
+        if name == "hour_share":
+            return self._hour_share(positions)
+        if name in ("new_device", "known_devices", "new_ip", "new_counterparty"):
+            return self._seen(name, positions)
+        raise KeyError(name)
+
+    def _event_type(self, rows: pl.Series | None) -> pl.Series:
+        code = self.col("_type") if rows is None else self.col("_type").gather(rows)
+        out = code.replace_strict(dict(enumerate(TYPES)), default=None, return_dtype=pl.String)
+        if out.null_count():  # a type the engine does not know: the text as sent
+            positions = self.col("_row") if rows is None else rows
+            sent = self.events["type"].gather(self.df["_arrival"].gather(positions))
+            out = pl.select(pl.when(out.is_null()).then(sent).otherwise(out)).to_series()
+        return out
+
+    def _members(self, lo: pl.Series, hi: pl.Series) -> pl.DataFrame:
+        """(``_q`` the query's index, ``_k`` each position in ``[lo, hi)``) for every query."""
+        return (
+            pl.DataFrame({"_lo": lo, "_hi": hi})
+            .with_row_index("_q")
+            .select("_q", pl.int_ranges("_lo", "_hi", dtype=pl.Int64).alias("_k"))
             .explode("_k")
         )
-        members = members.with_columns(self.df[column].to_physical().gather(members["_k"]).alias("_v"))
-        name = "ip_changes_1h" if minus_one else "distinct_counterparties_1h"
-        counted = members.group_by("_row").agg(
-            pl.col("_v").drop_nulls().n_unique().cast(pl.Int64).alias(name)
+
+    def _baseline(self, name: str, rows: pl.Series) -> pl.Series:
+        """Median, maximum or MAD of the account's last 64 payment amounts before each row."""
+        hi = self.col("_txns_before").gather(rows)
+        lo = hi - self.col("history_txns").gather(rows).clip(upper_bound=RECENT_AMOUNTS)
+        if name != "amount_mad" and rows.len() * RECENT_AMOUNTS > _EXPAND_LIMIT:
+            return self._rolling(name).gather(rows)
+        amounts = self.df["_amt"].filter(self.col("txn"))
+        if amounts.is_empty():
+            return pl.repeat(0.0, rows.len(), eager=True)
+        members = self._members(lo, hi)
+        k = members["_k"]
+        members = members.with_columns(_a=pl.when(k.is_not_null()).then(amounts.gather(k.fill_null(0))))
+        a = pl.col("_a")
+        stat = {
+            "amount_median": a.median(),
+            "amount_max": a.max(),
+            "amount_mad": (a - a.median()).abs().median(),
+        }[name]
+        got = members.group_by("_q").agg(pl.when(a.count() > 0).then(stat).otherwise(0.0).alias("v"))
+        return _by_query(got, rows.len(), pl.Float64).fill_null(0.0)  # no earlier payment: 0
+
+    def _rolling(self, name: str) -> pl.Series:
+        """Median or maximum of the last 64 amounts, for every row (whole-history method)."""
+        cached = self._cols.get(name)
+        if cached is not None:
+            return cached
+        txns = self.df.filter(self.col("txn")).select(
+            med=pl.col("_amt").rolling_median(RECENT_AMOUNTS, min_samples=1).over("_acct"),
+            top=pl.col("_amt").rolling_max(RECENT_AMOUNTS, min_samples=1).over("_acct"),
         )
-        if minus_one:
-            counted = counted.with_columns((pl.col(name) - 1).clip(lower_bound=0))
-        return counted.with_columns(pl.col("_row").cast(pl.Int64))
+        last = (self.col("_txns_before") - 1).clip(lower_bound=0)
+        has = self.col("history_txns") > 0
+        for key, column in (("amount_median", "med"), ("amount_max", "top")):
+            values = txns[column].gather(last) if txns.height else pl.repeat(0.0, self.height, eager=True)
+            self._cols[key] = pl.select(pl.when(has).then(values).otherwise(0.0)).to_series()
+        return self._cols[name]
+
+    def _hashes(self, source: str, positions: pl.Series) -> pl.Series:
+        """The 64-bit hash of a text column of the events, at sorted positions."""
+        return self.events[source].gather(self.df["_arrival"].gather(positions)).hash()
+
+    def _distinct(self, name: str, rows: pl.Series) -> pl.Series:
+        """Distinct counterparties of payments, or addresses (less one), in the hour up to each row."""
+        members_flag, span, _offset = BOUNDED[name]
+        start = self.window_start(rows, span)
+        members = self._members(start, rows + 1)
+        member_rows = members["_k"]
+        flag = self.col(members_flag).gather(member_rows)
+        source = "counterparty" if name == "distinct_counterparties_1h" else "ip"
+        values = self._hashes(source, member_rows.filter(flag))
+        members = members.filter(flag).with_columns(_v=values)
+        got = members.group_by("_q").agg(pl.col("_v").n_unique().cast(pl.Int64).alias("v"))
+        out = _by_query(got, rows.len(), pl.Int64).fill_null(0)
+        return (out - 1).clip(lower_bound=0) if name == "ip_changes_1h" else out
+
+    def _hour_share(self, rows: pl.Series) -> pl.Series:
+        """Share of the account's earlier events at this hour of day (1.0 before its first event)."""
+        total = self.col("history_events").gather(rows)
+        hour = self.col("hour")
+        if int(total.sum() or 0) > _EXPAND_LIMIT:
+            same = (
+                pl.DataFrame({"a": self.df["_acct"], "h": hour})
+                .select(pl.int_range(pl.len(), dtype=pl.Int64).over("a", "h"))
+                .to_series()
+                .gather(rows)
+            )
+        else:
+            members = self._members(self.col("_start").gather(rows), rows)
+            mine = hour.gather(rows)
+            same_hour = hour.gather(members["_k"].fill_null(0)) == mine.gather(members["_q"])
+            got = (
+                members.with_columns(_s=same_hour & members["_k"].is_not_null())
+                .group_by("_q")
+                .agg(pl.col("_s").sum().cast(pl.Int64).alias("v"))
+            )
+            same = _by_query(got, rows.len(), pl.Int64).fill_null(0)
+        return pl.select(
+            pl.when(total > 0).then(same.cast(pl.Float64) / total.cast(pl.Float64)).otherwise(1.0)
+        ).to_series()
+
+    def _seen(self, name: str, rows: pl.Series) -> pl.Series:
+        """Devices, addresses or counterparties seen before each row, replayed on the rows' accounts."""
+        accounts = self.df["_acct"].gather(rows).unique()
+        n_accounts = int(self.df["_acct"][-1]) + 1 if self.height else 0
+        if accounts.len() * 2 < n_accounts:
+            mark = pl.repeat(False, n_accounts, eager=True).scatter(accounts, True)
+            keep = mark.gather(self.df["_acct"])
+            sub_rows = self.col("_row").filter(keep)
+            where = (keep.cast(pl.Int64).cum_sum() - 1).gather(rows)
+        else:
+            sub_rows, where = self.col("_row"), rows
+        acct = self.df["_acct"].gather(sub_rows)
+        ok = self.col("_ok").gather(sub_rows)
+        bits = self.df["_bits"].gather(sub_rows)
+        if name in ("new_device", "known_devices"):
+            has = (bits & _HAS_DEV) != 0
+            values = pl.select(pl.when(has).then(self._hashes("device_id", sub_rows))).to_series()
+            out = _devices(acct, values, ok, (bits & _UNBIND) != 0)[name]
+        elif name == "new_ip":
+            has = (bits & _HAS_IP) != 0
+            values = pl.select(pl.when(has).then(self._hashes("ip", sub_rows))).to_series()
+            out = _new_value(acct, values, values.is_not_null() & ok)
+        else:
+            has = (bits & _HAS_CP) != 0
+            values = pl.select(pl.when(has).then(self._hashes("counterparty", sub_rows))).to_series()
+            out = _new_value(acct, values, values.is_not_null())
+        return out.gather(where)
 
 
-TEXT = ("currency", "direction", "channel", "field")
+def _by_query(got: pl.DataFrame, count: int, dtype: pl.DataType) -> pl.Series:
+    """Per-query values (``_q``, ``v``) as a series of ``count`` values in query order (null if absent)."""
+    return (
+        pl.DataFrame({"_q": pl.int_range(count, dtype=pl.UInt32, eager=True)})
+        .join(got.with_columns(pl.col("_q").cast(pl.UInt32)), on="_q", how="left", maintain_order="left")["v"]
+        .cast(dtype)
+    )
 
 
-# Text columns with a closed set of values travel as enums (cheap to sort); others as categoricals.
-_ENUMS: dict[str, pl.DataType] = {
-    "type": pl.Enum(["login", "transaction", "profile_change", "kyc_update", "device_binding"]),
-    "direction": pl.Enum(["debit", "credit"]),
-    "field": pl.Enum(["phone", "email", "password", "bank_card", "device", "address"]),
+def _new_value(acct: pl.Series, values: pl.Series, adds: pl.Series) -> pl.Series:
+    """A value the account had not added before, while it had added some other value before."""
+    frame = pl.DataFrame({"_acct": acct, "_v": values, "_add": adds.cast(pl.Int64)})
+    seen_any = pl.col("_add").cum_sum().over("_acct") - pl.col("_add")
+    seen_this = pl.col("_add").cum_sum().over(["_acct", "_v"]) - pl.col("_add")
+    return frame.select(pl.col("_v").is_not_null() & (seen_any > 0) & (seen_this == 0)).to_series()
+
+
+def _devices(acct: pl.Series, dev: pl.Series, ok: pl.Series, unbind: pl.Series) -> pl.DataFrame:
+    """Known devices before each event, and whether its device is new: binds add, unbinds remove."""
+    df = pl.DataFrame({"_acct": acct, "_dev": dev, "_ok": ok, "_unbind": unbind})
+    d = pl.col("_dev")
+    acts = d.is_not_null() & pl.col("_ok")
+    after = pl.when(acts & pl.col("_unbind")).then(0).when(acts).then(1)  # present after this event
+    df = df.with_columns(_after=after.cast(pl.Int64))
+    df = df.with_columns(
+        _present=pl.col("_after").shift(1).forward_fill().over(["_acct", "_dev"]).fill_null(0)
+    )
+    df = df.with_columns(
+        _delta=pl.when(pl.col("_after").is_null() | d.is_null())
+        .then(0)
+        .otherwise(pl.col("_after") - pl.col("_present"))
+    )
+    known = pl.col("_delta").cum_sum().over("_acct") - pl.col("_delta")
+    return df.select(
+        known_devices=known,
+        new_device=d.is_not_null() & (known > 0) & (pl.col("_present") == 0),
+    )
+
+
+def _member(flag: int) -> Callable[[FeatureFrame], pl.Series]:
+    return lambda f: (f.df["_bits"] & flag) != 0
+
+
+def _amount_of(members: str) -> Callable[[FeatureFrame], pl.Series]:
+    return lambda f: pl.select(pl.when(f.col(members)).then(f.df["_amt"]).otherwise(0.0)).to_series()
+
+
+# Member flags and value columns of the windows, by name.
+_MEMBERS: dict[str, Callable[[FeatureFrame], pl.Series]] = {
+    "small": lambda f: f.col("txn") & (f.df["_amt"] < f.thresholds.small),
+    "near": lambda f: (
+        f.col("txn") & (f.df["_amt"] >= f.thresholds.near_low) & (f.df["_amt"] < f.thresholds.reporting)
+    ),
+    "failed_login": lambda f: (f.col("_type") == 0) & ~f.col("_ok"),
+    "profile": lambda f: f.col("_type") == 2,
+    "sensitive": lambda f: (f.col("_type") == 2) & ((f.df["_bits"] & _SENSITIVE) != 0),
+    "credit": lambda f: f.col("txn") & ((f.df["_bits"] & _CREDIT) != 0),
+    "with_ip": _member(_HAS_IP),
+    "cp_txn": _member(_HAS_CP),
+    "_amt_txn": lambda f: f.df["_amt"],
+    "_amt_credit": _amount_of("credit"),
+}
+_TEXT = {
+    "currency": ("currency", "transaction"),
+    "direction": ("direction", "transaction"),
+    "channel": ("channel", "transaction"),
+    "profile_field": ("field", "profile_change"),
 }
 
 
-def _compact(events: pl.DataFrame, want: set[str], ranges: IpRanges) -> pl.DataFrame:
-    """One narrow row per event: identifiers as 64-bit hashes (equality is all the features need), the
-    text columns the rules read, and the derived flags."""
+def _flags(events: pl.DataFrame, want: set[str], ranges: IpRanges) -> pl.Expr:
+    """Every per-event flag the features need, packed in one integer (one gather for all)."""
     kind = pl.col("type")
     is_txn, is_login = kind == "transaction", kind == "login"
     has_ip = (is_login | is_txn) & (pl.col("ip").fill_null("") != "")
-    text = {
-        "currency": {"currency"},
-        "direction": {"direction", "credit_sum_1h"},
-        "channel": {"channel"},
-        "field": {"profile_field", "sensitive_changes_24h"},
-    }
-    flags: dict[str, pl.Expr] = {}
+    code = kind.replace_strict(
+        {t: i for i, t in enumerate(TYPES)}, default=_OTHER_TYPE, return_dtype=pl.Int32
+    ).fill_null(_OTHER_TYPE)
+    ok = pl.when(is_login).then(pl.col("success").fill_null(True)).otherwise(True)
+    kyc = pl.when(kind == "kyc_update").then(
+        pl.col("level").replace_strict(KYC_RANK, default=_NO_KYC, return_dtype=pl.Int32)
+    )
+    parts = [
+        code,
+        _bit(ok, _OK),
+        _bit(is_txn & (pl.col("direction") == "credit"), _CREDIT),
+        _bit((kind == "profile_change") & pl.col("field").is_in(sorted(SENSITIVE_FIELDS)), _SENSITIVE),
+        _bit((kind == "device_binding") & (pl.col("action") == "unbind"), _UNBIND),
+        _bit(has_ip, _HAS_IP),
+        _bit(
+            kind.is_in(["login", "transaction", "device_binding"])
+            & (pl.col("device_id").fill_null("") != ""),
+            _HAS_DEV,
+        ),
+        _bit(is_txn & (pl.col("counterparty").fill_null("") != ""), _HAS_CP),
+        pl.col("hour").cast(pl.Int32).clip(0, 23) * (1 << _HOUR_SHIFT),
+        kyc.fill_null(_NO_KYC) * (1 << _KYC_SHIFT),
+    ]
+    if "in_period" in events.columns:
+        parts.append(_bit(pl.col("in_period"), _IN))
+    else:
+        parts.append(pl.lit(_IN, dtype=pl.Int32))
     if {"ip_is_proxy", "ip_bad_reputation"} & want:
         ips = events["ip"].drop_nulls().unique().to_list()
         table = {ip: ranges.classify(ip) for ip in ips if ip}
         proxy = [ip for ip, (p, _b) in table.items() if p]
         bad = [ip for ip, (_p, b) in table.items() if b]
-        flags["ip_is_proxy"] = (
-            (has_ip & pl.col("ip").is_in(proxy)).fill_null(False) if proxy else pl.lit(False)
-        )
-        flags["ip_bad_reputation"] = (
-            (has_ip & pl.col("ip").is_in(bad)).fill_null(False) if bad else pl.lit(False)
-        )
-    return events.select(
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("_arrival"),
-        pl.col("account_id").cast(pl.Categorical),
-        pl.col("ts_us").cast(pl.Int64),
-        pl.col("hour").cast(pl.Int8),
-        pl.col("type").cast(_ENUMS["type"], strict=False),
-        *(
-            pl.col(c).cast(_ENUMS.get(c, pl.Categorical()), strict=False)
-            for c, uses in text.items()
-            if uses & want
-        ),
-        _txn=is_txn,
-        _ok=pl.when(is_login).then(pl.col("success").fill_null(True)).otherwise(True),
-        _ip=pl.when(has_ip).then(pl.col("ip").hash()),
-        _dev=pl.when(
-            kind.is_in(["login", "transaction", "device_binding"]) & pl.col("device_id").is_not_null()
-        ).then(pl.col("device_id").hash()),
-        _cp_txn=pl.when(is_txn & (pl.col("counterparty").fill_null("") != "")).then(
-            pl.col("counterparty").hash()
-        ),
-        _amt=pl.when(is_txn).then(pl.col("amount").cast(pl.Float64)).otherwise(0.0),
-        _unbind=(kind == "device_binding") & (pl.col("action") == "unbind").fill_null(False),
-        _kyc=pl.when(kind == "kyc_update").then(
-            pl.col("level").replace_strict(KYC_RANK, default=None, return_dtype=pl.Int64)
-        ),
-        **flags,
+        if proxy:
+            parts.append(_bit(has_ip & pl.col("ip").is_in(proxy), _PROXY))
+        if bad:
+            parts.append(_bit(has_ip & pl.col("ip").is_in(bad), _BAD))
+    return pl.sum_horizontal(parts).cast(pl.Int32).alias("_bits")
+
+
+def _bit(test: pl.Expr, flag: int) -> pl.Expr:
+    return (
+        pl.when(test.fill_null(False)).then(pl.lit(flag, dtype=pl.Int32)).otherwise(pl.lit(0, dtype=pl.Int32))
     )
 
 
-def _sort(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Sort by (account, time, arrival) through one integer key; returns the frame and the time unit."""
-    ranked = df.select(
-        pl.col("account_id").to_physical().rank("dense").cast(pl.Int64).alias("_acct"),
-        (pl.col("ts_us") - pl.col("ts_us").min()).alias("_off"),
-    )
-    accounts = int(ranked["_acct"].cast(pl.Int64).max() or 0) + 1  # type: ignore[arg-type]
-    spread = int(ranked["_off"].max() or 0) + 2 * max(SPANS_US.values())  # type: ignore[arg-type]
+def _order(events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """The sort of the events by (account, time, arrival): ``_key``, ``_acct`` (the account's rank),
+    ``_arrival`` (the row in ``events``) and ``ts_us`` in that order; and the key's time unit.
+
+    One plain sort of ``account code << b | arrival`` groups the rows by account in arrival order;
+    when some account's events arrived out of time order, a second sort by the (nearly sorted)
+    (account, time) key fixes those.
+    """
+    n = events.height
+    code = events["account_id"].cast(pl.Categorical).to_physical().cast(pl.Int64)
+    index_bits = max(1, (n - 1).bit_length())
+    if int(code.max() or 0).bit_length() + index_bits <= 62:  # type: ignore[arg-type]
+        packed = (code * (1 << index_bits) + pl.int_range(n, dtype=pl.Int64, eager=True)).sort()
+        order = packed % (1 << index_bits)
+        codes = packed // (1 << index_bits)
+    else:  # pragma: no cover — more distinct strings than the packed key holds
+        order = (
+            pl.DataFrame({"c": code}).with_row_index("i").sort("c", maintain_order=True)["i"].cast(pl.Int64)
+        )
+        codes = code.gather(order)
+    acct = (codes != codes.shift(1, fill_value=-1)).cast(pl.Int64).cum_sum() - 1
+    ts = events["ts_us"].cast(pl.Int64).gather(order)
+    accounts = int(acct[-1]) + 1 if n else 1
+    low = int(ts.min() or 0)  # type: ignore[arg-type]
+    spread = int(ts.max() or 0) - low + 2 * max(SPANS_US.values())  # type: ignore[operator]
     time_bits = 62 - accounts.bit_length()
     unit = 1
     while spread // unit >= 1 << time_bits:
         unit *= 1000  # microseconds, then milliseconds, then seconds
-    key = ranked["_acct"] * (1 << time_bits) + ranked["_off"] // unit
-    order = pl.DataFrame({"_key": key, "_i": pl.int_range(df.height, eager=True)}).sort(
-        "_key", maintain_order=True
-    )
-    out = df[order["_i"]].with_columns(
-        order["_key"],
-        ranked["_acct"].gather(order["_i"]),
-        pl.int_range(df.height, dtype=pl.Int64).alias("_row"),
-    )
+    key = acct * (1 << time_bits) + (ts - low) // unit
+    out = pl.DataFrame({"_key": key, "_acct": acct, "_arrival": order, "ts_us": ts})
+    if n and (key.diff() < 0).any():  # some events arrived out of time order
+        out = out.sort(["_key"] if unit == 1 else ["_acct", "ts_us"], maintain_order=True)
     return out, unit
 
 
@@ -236,236 +640,25 @@ def prepare(
     blacklisted: Collection[str] = (),
     progress: Callable[[str], None] | None = None,
 ) -> FeatureFrame:
-    """Sort the events and compute every non-expanded feature in ``needed``.
+    """Sort the events; features are computed later, at the rows that need them (:meth:`FeatureFrame.at`).
 
-    ``events`` has the columns of :data:`EVENT_SCHEMA` (and optionally a boolean ``in_period``,
-    kept); ``kyc`` is each account's level before its first event (``default_kyc`` otherwise);
-    ``blacklisted`` the accounts whose identifiers are on a blocklist. The result keeps
-    ``_arrival``, each row's position in ``events``.
+    ``events`` has the columns of :data:`EVENT_SCHEMA` (and optionally a boolean ``in_period``);
+    ``kyc`` is each account's level before its first event (``default_kyc`` otherwise);
+    ``blacklisted`` the accounts whose identifiers are on a blocklist; ``needed`` the features the
+    rules read.
     """
     missing = sorted(set(EVENT_SCHEMA) - {"id"} - set(events.columns))
     if missing:
         raise FeatureFrameError(f"the events lack the column(s): {', '.join(missing)}")
-    th = thresholds or Thresholds()
     step = progress or (lambda _s: None)
-    compact = _compact(events, set(needed), ip_ranges)
-    if "in_period" in events.columns:
-        compact = compact.with_columns(events["in_period"])
-    df, unit = _sort(compact)
-    frame = FeatureFrame(df, th, unit)
-    step("windows")
-    cols: dict[str, pl.Series] = {}
+    step("sort")
+    th = thresholds or Thresholds()
     want = set(needed)
-    _windows(frame, want, cols)
-    step("baselines")
-    _history(frame, want, cols, th)
-    frame.df = frame.df.with_columns(**cols)
-    step("identities")
-    frame.df = _identities(frame.df, want, kyc or {}, default_kyc, set(blacklisted))
-    return frame
-
-
-def _windows(frame: FeatureFrame, want: set[str], cols: dict[str, pl.Series]) -> None:
-    df, th = frame.df, frame.thresholds
-    txn = df["_txn"].cast(pl.Int64)
-    for w, span in SPANS_US.items():
-        if f"txn_count_{w}" in want:
-            cols[f"txn_count_{w}"] = frame.window_sum(txn, span)
-        if f"txn_sum_{w}" in want:
-            cols[f"txn_sum_{w}"] = frame.window_sum(df["_amt"], span)
-    if "small_txn_count_10m" in want:
-        small = (df["_txn"] & (df["_amt"] < th.small)).cast(pl.Int64)
-        cols["small_txn_count_10m"] = frame.window_sum(small, SPANS_US["10m"])
-    if "credit_sum_1h" in want:
-        credit = (df["_txn"] & (df["direction"] == "credit")).fill_null(False)
-        credit_amt = df["_amt"] * credit.cast(pl.Float64)
-        cols["credit_sum_1h"] = frame.window_sum(credit_amt, SPANS_US["1h"]) - credit_amt
-    if "login_failures_1h" in want:
-        failed = ((df["type"] == "login") & ~df["_ok"]).cast(pl.Int64)
-        cols["login_failures_1h"] = frame.window_sum(failed, SPANS_US["1h"])
-    profile = (df["type"] == "profile_change").cast(pl.Int64)
-    if "profile_changes_24h" in want:
-        cols["profile_changes_24h"] = frame.window_sum(profile, SPANS_US["24h"])
-    if "sensitive_changes_24h" in want:
-        sensitive = (
-            profile.cast(pl.Boolean) & df["field"].cast(pl.String).is_in(list(SENSITIVE_FIELDS))
-        ).fill_null(False)
-        cols["sensitive_changes_24h"] = frame.window_sum(sensitive.cast(pl.Int64), SPANS_US["24h"])
-    near = (df["_txn"] & (df["_amt"] >= th.near_low) & (df["_amt"] < th.reporting)).cast(pl.Int64)
-    if "near_threshold_7d" in want:
-        cols["near_threshold_7d"] = frame.window_sum(near, SPANS_US["7d"])
-    if "near_threshold_24h" in want:
-        cols["near_threshold_24h"] = frame.window_sum(near, SPANS_US["24h"])
-    if "distinct_counterparties_1h" in want:
-        cols["_cp_txns_1h"] = frame.window_sum(df["_cp_txn"].is_not_null().cast(pl.Int64), SPANS_US["1h"])
-    if "ip_changes_1h" in want:
-        with_ip = frame.window_sum(df["_ip"].is_not_null().cast(pl.Int64), SPANS_US["1h"])
-        cols["_ip_changes_bound_1h"] = (with_ip - 1).clip(lower_bound=0)
-
-
-def _history(frame: FeatureFrame, want: set[str], cols: dict[str, pl.Series], th: Thresholds) -> None:
-    df = frame.df
-    before = df.select(
-        txns_before=(pl.col("_txn").cast(pl.Int64).cum_sum() - pl.col("_txn").cast(pl.Int64)),
-        events_before=pl.int_range(pl.len()).over("_acct").cast(pl.Int64),
-        first_row=pl.col("_row").first().over("_acct"),
+    base = events.select(
+        _flags(events, want, ip_ranges),
+        _amt=pl.when(pl.col("type") == "transaction").then(pl.col("amount").cast(pl.Float64)).otherwise(0.0),
     )
-    global_txns_before = before["txns_before"]
-    account_txns_before = global_txns_before.gather(before["first_row"])
-    history_txns = global_txns_before - account_txns_before
-    cols["history_txns"] = history_txns
-    cols["history_events"] = before["events_before"]
-    cols["_txns_before_global"] = global_txns_before
-    if {"amount_median", "amount_max", "amount_mad"} & want:
-        txns = df.filter(pl.col("_txn")).select(
-            "_acct",
-            "_amt",
-            med=pl.col("_amt").rolling_median(RECENT_AMOUNTS, min_samples=1).over("_acct"),
-            top=pl.col("_amt").rolling_max(RECENT_AMOUNTS, min_samples=1).over("_acct"),
-        )
-        last = (global_txns_before - 1).clip(lower_bound=0)
-        has = history_txns > 0
-        if txns.height:
-            cols["amount_median"] = pl.select(
-                pl.when(has).then(txns["med"].gather(last)).otherwise(0.0)
-            ).to_series()
-            cols["amount_max"] = pl.select(
-                pl.when(has).then(txns["top"].gather(last)).otherwise(0.0)
-            ).to_series()
-        else:
-            cols["amount_median"] = cols["amount_max"] = pl.repeat(0.0, df.height, eager=True)
-        frame.df = df.with_columns(_history_txns=history_txns)
-        df = frame.df
-    if "hour_share" in want:
-        same_hour = df.select(pl.int_range(pl.len()).over(["_acct", "hour"]).cast(pl.Float64)).to_series()
-        total = cols["history_events"]
-        cols["hour_share"] = pl.select(
-            pl.when(total > 0).then(same_hour / total.cast(pl.Float64)).otherwise(1.0)
-        ).to_series()
-    if {"daily_count_ewma", "today_txn_count"} & want:
-        # An account's events of one UTC day are one contiguous run of the sorted rows.
-        runs = df.select(
-            "_acct",
-            _txn=pl.col("_txn").cast(pl.Int64),
-            _new=(
-                (pl.col("_acct") != pl.col("_acct").shift(1))
-                | (pl.col("ts_us") // (86_400 * MICROS) != (pl.col("ts_us") // (86_400 * MICROS)).shift(1))
-            ).fill_null(True),
-        ).with_columns(
-            _run=pl.col("_new").cum_sum() - 1,
-            _start=pl.when(pl.col("_new")).then(pl.int_range(pl.len(), dtype=pl.Int64)).forward_fill(),
-            _c=pl.col("_txn").cum_sum(),
-        )
-        start = runs["_start"]
-        today = runs["_c"] - (runs["_c"].gather(start) - runs["_txn"].gather(start))
-        cols["today_txn_count"] = today
-        is_end = runs["_new"].shift(-1).fill_null(True)
-        daily = pl.DataFrame({"_acct": runs["_acct"].filter(is_end), "_n": today.filter(is_end)}).select(
-            pl.col("_n")
-            .cast(pl.Float64)
-            .ewm_mean(alpha=th.ewma_alpha, adjust=False)
-            .shift(1)
-            .over("_acct")
-            .fill_null(0.0)
-        )
-        cols["daily_count_ewma"] = daily.to_series().gather(runs["_run"])
-
-
-def _identities(
-    df: pl.DataFrame,
-    want: set[str],
-    kyc: Mapping[str, str],
-    default_kyc: str,
-    blacklisted: set[str],
-) -> pl.DataFrame:
-    is_txn = pl.col("_txn")
-
-    def text(column: str, when: pl.Expr) -> pl.Expr:
-        return pl.when(when).then(pl.col(column).cast(pl.String).fill_null("")).otherwise(pl.lit(""))
-
-    exprs: dict[str, pl.Expr] = {
-        "event_type": pl.col("type").cast(pl.String),
-        "amount": pl.col("_amt"),
-        "currency": text("currency", is_txn),
-        "direction": text("direction", is_txn),
-        "channel": text("channel", is_txn),
-        "profile_field": text("field", pl.col("type") == "profile_change"),
-        "success": pl.col("_ok"),
-        "linked_risk_accounts": pl.lit(0, dtype=pl.Int64),
-        "blacklisted": pl.col("account_id").cast(pl.String).is_in(sorted(blacklisted))
-        if blacklisted
-        else pl.lit(False),
-    }
-    df = df.with_columns(**{k: v for k, v in exprs.items() if k in want or k == "event_type"})
-    if "kyc_rank" in want:
-        start = pl.DataFrame(
-            {"account_id": list(kyc), "_kyc0": [KYC_RANK.get(v, 0) for v in kyc.values()]},
-            schema={"account_id": pl.String, "_kyc0": pl.Int64},
-        ).with_columns(pl.col("account_id").cast(pl.Categorical))
-        df = (
-            df.join(start, on="account_id", how="left", maintain_order="left")
-            .with_columns(
-                kyc_rank=pl.col("_kyc")
-                .forward_fill()
-                .over("_acct")
-                .fill_null(pl.col("_kyc0"))
-                .fill_null(KYC_RANK.get(default_kyc, 0))
-            )
-            .drop("_kyc0")
-        )
-    if {"new_device", "known_devices"} & want:
-        df = _devices(df)
-    if "new_ip" in want:
-        ok_ip = (pl.col("_ip").is_not_null() & pl.col("_ok")).cast(pl.Int64)
-        seen_any = ok_ip.cum_sum().over("_acct") - ok_ip
-        seen_this = ok_ip.cum_sum().over(["_acct", "_ip"]) - ok_ip
-        df = df.with_columns(new_ip=pl.col("_ip").is_not_null() & (seen_any > 0) & (seen_this == 0))
-    if "new_counterparty" in want:
-        has = pl.col("_cp_txn").is_not_null().cast(pl.Int64)
-        seen_any = has.cum_sum().over("_acct") - has
-        seen_this = has.cum_sum().over(["_acct", "_cp_txn"]) - has
-        df = df.with_columns(
-            new_counterparty=pl.col("_cp_txn").is_not_null() & (seen_any > 0) & (seen_this == 0)
-        )
-    return df
-
-
-def _devices(df: pl.DataFrame) -> pl.DataFrame:
-    """Known devices before each event, and whether its device is new: binds add, unbinds remove."""
-    dev = pl.col("_dev")
-    acts = dev.is_not_null() & pl.col("_ok")
-    unbind = pl.col("_unbind")
-    after = pl.when(acts & unbind).then(0).when(acts).then(1)  # device present after this event
-    df = df.with_columns(_after=after.cast(pl.Int64))
-    df = df.with_columns(
-        _present=pl.col("_after").shift(1).forward_fill().over(["_acct", "_dev"]).fill_null(0)
-    )
-    df = df.with_columns(
-        _delta=pl.when(pl.col("_after").is_null() | dev.is_null())
-        .then(0)
-        .otherwise(pl.col("_after") - pl.col("_present"))
-    )
-    known = pl.col("_delta").cum_sum().over("_acct") - pl.col("_delta")
-    return df.with_columns(known_devices=known).with_columns(
-        new_device=dev.is_not_null() & (pl.col("known_devices") > 0) & (pl.col("_present") == 0)
-    )
-
-
-def _mad(df: pl.DataFrame, rows: pl.Series) -> pl.DataFrame:
-    """Median absolute deviation of the account's last 64 amounts before each row in ``rows``."""
-    txn_amounts = df.filter(pl.col("_txn"))["_amt"]
-    sub = df.select("_row", "_txns_before_global", "_history_txns").filter(
-        pl.col("_row").is_in(rows.implode())
-    )
-    hi = pl.col("_txns_before_global")
-    lo = hi - pl.min_horizontal(pl.col("_history_txns"), pl.lit(RECENT_AMOUNTS))
-    members = sub.select("_row", pl.int_ranges(lo, hi).alias("_k")).explode("_k")
-    members = members.with_columns(
-        _a=pl.when(pl.col("_k").is_not_null()).then(txn_amounts.gather(members["_k"].fill_null(0)))
-    )
-    return members.group_by("_row").agg(
-        pl.when(pl.col("_a").count() > 0)
-        .then((pl.col("_a") - pl.col("_a").median()).abs().median())
-        .otherwise(0.0)
-        .alias("amount_mad")
-    )
+    df, unit = _order(events)
+    order = df["_arrival"]
+    df = df.with_columns(base["_bits"].gather(order), base["_amt"].gather(order))
+    return FeatureFrame(df, events, th, ip_ranges, unit, kyc or {}, default_kyc, frozenset(blacklisted))

@@ -9,9 +9,9 @@ a Polars expression over feature columns, keeping Python's meaning where it matt
 - booleans take part in arithmetic and comparisons as 0 and 1; ``and``/``or`` between numbers return
   an operand, as in Python; ``not``/``and``/``or`` otherwise test truthiness (0, "" are false).
 
-For rows where a costly feature (see :data:`thawline.domain.vector_features.EXPANDED`) is not
-computed, :func:`gate` gives a cheap condition that is false whenever the rule cannot fire: the
-top-level ``and`` operands that read no costly feature, plus an upper bound for ``count >= k``.
+A backtest tests a condition the way the engine evaluates it lazily: the operands of an ``and``
+cheapest first (:func:`cost`), each on the rows the earlier ones left; ``count >= k`` on a window
+count is tested without computing the count (:func:`count_test`).
 
 Threshold sweeps rewrite one numeric constant of a condition (:func:`with_threshold`).
 """
@@ -27,7 +27,7 @@ import polars as pl
 
 from thawline.domain.expr import ExpressionError, compile_expression, names
 from thawline.domain.features import FEATURES
-from thawline.domain.vector_features import EXPANDED, UPPER_BOUNDS
+from thawline.domain.vector_features import BOUNDED, COST, COUNTS
 
 Kind = Literal["bool", "num", "str"]
 Typed = tuple[pl.Expr, Kind]
@@ -195,7 +195,7 @@ def _compare(op: ast.cmpop, left_node: ast.expr, right_node: ast.expr) -> pl.Exp
     return _ORDER[type(op)](a, b)
 
 
-# -- what a ruleset needs, and where --------------------------------------------------------------
+# -- what a ruleset needs, and in which order ------------------------------------------------------
 
 
 def reads(sources: Collection[str]) -> set[str]:
@@ -206,45 +206,51 @@ def reads(sources: Collection[str]) -> set[str]:
     return out
 
 
-def _conjuncts(source: str) -> list[ast.expr]:
-    body = ast.parse(source.strip(), mode="eval").body
-    if isinstance(body, ast.BoolOp) and isinstance(body.op, ast.And):
-        return list(body.values)
-    return [body]
+def tree(source: str) -> ast.expr:
+    """The condition's syntax tree, checked by the engine's rules first."""
+    compile_expression(source, FEATURES)
+    return ast.parse(source.strip(), mode="eval").body
 
 
-def gate(source: str, feature: str) -> pl.Expr | None:
-    """A cheap condition, false wherever ``source`` cannot fire, reading no costly feature; None if
-    ``source`` does not read ``feature``."""
-    if feature not in names(source):
+def truth(node: ast.expr) -> pl.Expr:
+    """Whether ``node`` is truthy, as the engine would test it (false where it would raise)."""
+    return _truthy(_node(node)).fill_null(False)
+
+
+def read_by(node: ast.expr) -> set[str]:
+    """The features ``node`` reads."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} & FEATURES
+
+
+def cost(node: ast.expr) -> int:
+    """How costly testing ``node`` is (the costliest feature it reads; a count test is cheap)."""
+    if count_test(node) is not None and count_test(node)[0] in COUNTS:  # type: ignore[index]
+        return 1
+    return max((COST.get(n, 0) for n in read_by(node)), default=0)
+
+
+def count_test(node: ast.expr) -> tuple[str, int] | None:
+    """``feature >= k`` (or ``> k``, or mirrored) for a window count or a bounded distinct count:
+    (feature, the least whole k that passes)."""
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1):
         return None
-    tests = []
-    for part in _conjuncts(source):
-        read = {n.id for n in ast.walk(part) if isinstance(n, ast.Name)}
-        if not read & EXPANDED:
-            tests.append(_truthy(_node(part)).fill_null(False))
-            continue
-        bound = _bound(part)
-        if bound is not None:
-            tests.append(bound)
-    out = pl.lit(True)
-    for t in tests:
-        out = out & t
-    return out
-
-
-def _bound(part: ast.expr) -> pl.Expr | None:
-    """``count >= k`` or ``count > k`` for a count with a cheap upper bound: the bound's test."""
-    if not (isinstance(part, ast.Compare) and len(part.ops) == 1 and isinstance(part.left, ast.Name)):
+    left, op, right = node.left, node.ops[0], node.comparators[0]
+    if isinstance(right, ast.Name) and isinstance(left, ast.Constant):  # k <= x  is  x >= k
+        flipped = {ast.LtE: ast.GtE, ast.Lt: ast.Gt}.get(type(op))
+        if flipped is None:
+            return None
+        left, right, op = right, left, flipped()
+    if not (isinstance(left, ast.Name) and isinstance(right, ast.Constant)):
         return None
-    upper = UPPER_BOUNDS.get(part.left.id)
-    right = part.comparators[0]
-    if upper is None or not (isinstance(right, ast.Constant) and isinstance(right.value, int | float)):
+    value = right.value
+    if left.id not in COUNTS and left.id not in BOUNDED:
         return None
-    if isinstance(part.ops[0], ast.GtE):
-        return (pl.col(upper) >= right.value).fill_null(False)
-    if isinstance(part.ops[0], ast.Gt):
-        return (pl.col(upper) > right.value).fill_null(False)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    if isinstance(op, ast.GtE):
+        return left.id, math.ceil(value)
+    if isinstance(op, ast.Gt):
+        return left.id, math.floor(value) + 1
     return None
 
 
