@@ -70,7 +70,8 @@ def test_the_case_shows_linked_accounts_and_the_events_behind_the_freeze(
     assert 'data-account="acc_b" data-hop="1"' in graph
     assert 'class="node frozen" data-account="acc_c" data-hop="2"' in graph
     assert "acc_far" not in graph
-    assert "device:dev-ab" in graph
+    assert "<code>device:dev-ab</code> — acc_a, acc_b" in graph  # one line per shared key
+    assert "<code>device:dev-bc</code> — acc_b, acc_c" in graph
     activity = page.split('id="activity"')[1].split("</section>")[0]
     assert 'id="event-p1"' in activity
     assert "amount=12.50" in activity

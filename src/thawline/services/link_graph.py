@@ -54,6 +54,14 @@ class LinkGraph:
     edges: tuple[Edge, ...]
     truncated: bool
 
+    def shared(self) -> list[tuple[str, list[str]]]:
+        """Each shared key (its label) with the accounts in the picture that share it, for a list
+        that reads "device:… — acc_1, acc_2, acc_3" instead of one line per pair."""
+        holders: dict[str, set[str]] = {}
+        for e in self.edges:
+            holders.setdefault(e.label, set()).update((e.a, e.b))
+        return sorted((label, sorted(accounts)) for label, accounts in holders.items())
+
 
 def neighbourhood(
     uow: UnitOfWork, account_id: str, now: datetime, *, max_nodes: int = MAX_NODES
