@@ -13,7 +13,13 @@ Prints one JSON object (progress goes to stderr):
 - ``decision_latency_p50_ms`` / ``_p99_ms``: from the API publishing an event to the worker's
   commit, from the three workers' ``thawline_decision_latency_seconds`` histograms (scraped from
   ``--metrics-port`` and merged; quantiles by linear interpolation inside a bucket).
-- ``api_cpu_s`` / ``worker_cpu_s`` / ``postgres_cpu_share``: where the CPU went, to find the bottleneck.
+- ``api_cpu_s`` / ``worker_cpu_s`` / ``postgres_cpu_s``: where the CPU went, to find the bottleneck
+  (``postgres_cpu_s``: the backends serving this benchmark's processes, found by application name;
+  ``postgres_cpu_all_s``: every ``postgres`` process on the machine, others' included);
+  ``worker_cpu_ms_per_event`` / ``postgres_cpu_ms_per_event``: the same per decided event, which
+  depends far less than the rates on what else the machine runs.
+- ``loadavg_before`` / ``loadavg_after``: the machine's 1-minute load average around the window (the
+  machine may be shared: compare runs made under similar load).
 
 Every process is real (``thawline serve``/``thawline worker`` subprocesses); a fresh PostgreSQL
 schema and a uniquely named stream are created and removed.
@@ -36,6 +42,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -66,6 +73,15 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return sum(int(x) for x in fields[11:15]) / TICK
+
+
+def backend_cpu(conn: psycopg.Connection[Any], application: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving this benchmark's processes (by application
+    name): the server is shared, so its other backends are not counted."""
+    pids = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application,)
+    ).fetchall()
+    return {int(pid): cpu_seconds(int(pid)) for (pid,) in pids}
 
 
 def postgres_cpu() -> float:
@@ -227,7 +243,10 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one straight script
         c.execute(f"CREATE SCHEMA {schema}")
     db_url = (
         make_url(POSTGRES_URL)
-        .set(drivername="postgresql+psycopg", query={"options": f"-csearch_path={schema}"})
+        .set(
+            drivername="postgresql+psycopg",
+            query={"options": f"-csearch_path={schema}", "application_name": schema},
+        )
         .render_as_string(hide_password=False)
     )
     stream = "TLBENCH_" + secrets.token_hex(4).upper()
@@ -290,8 +309,10 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one straight script
         decided = Decided(conninfo() + f" options='-csearch_path={schema}'")
         bodies = make_batches(args.accounts, args.batch, int(seconds * 15_000 / args.batch) + 50, seed=8)
         say(f"load for {seconds:g} s through {len(bases)} APIs and {len(workers)} workers")
+        load0 = os.getloadavg()[0]
         cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
         pg0 = postgres_cpu()
+        ours0 = backend_cpu(decided.conn, schema)
         wall0 = time.monotonic()
         start_count = decided.read()
         accepted, elapsed = asyncio.run(
@@ -300,6 +321,8 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one straight script
         decided_in_window = decided.read() - start_count
         cpu1 = {p.pid: cpu_seconds(p.pid) for p in procs}
         pg1 = postgres_cpu()
+        ours1 = backend_cpu(decided.conn, schema)
+        load1 = os.getloadavg()[0]
         wall = time.monotonic() - wall0
         say("draining the backlog")
         drain0 = time.monotonic()
@@ -307,6 +330,10 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one straight script
             time.sleep(0.5)
         drain_s = time.monotonic() - drain0
         latency = scrape_latency(metric_ports)
+        worker_cpu = sum(cpu1[p.pid] - cpu0[p.pid] for p in workers)
+        # Backends opened during the window count from zero; ones closed during it are missed (the
+        # pools keep theirs open).
+        pg_ours = sum(cpu - ours0.get(pid, 0.0) for pid, cpu in ours1.items())
         result = {
             "broker_ingest_events_per_s": round(accepted / elapsed),
             "decided_events_per_s": round(decided_in_window / elapsed),
@@ -320,8 +347,13 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one straight script
             "accounts": args.accounts,
             "partitions": args.partitions,
             "api_cpu_s": round(sum(cpu1[p.pid] - cpu0[p.pid] for p in apis), 1),
-            "worker_cpu_s": round(sum(cpu1[p.pid] - cpu0[p.pid] for p in workers), 1),
-            "postgres_cpu_s": round(pg1 - pg0, 1),
+            "worker_cpu_s": round(worker_cpu, 1),
+            "postgres_cpu_s": round(pg_ours, 1),
+            "postgres_cpu_all_s": round(pg1 - pg0, 1),
+            "worker_cpu_ms_per_event": round(1000 * worker_cpu / max(decided_in_window, 1), 3),
+            "postgres_cpu_ms_per_event": round(1000 * pg_ours / max(decided_in_window, 1), 3),
+            "loadavg_before": round(load0, 2),
+            "loadavg_after": round(load1, 2),
             "wall_s": round(wall, 1),
             "machine": f"{platform.machine()} {os.cpu_count()} CPU, Python {platform.python_version()}",
         }

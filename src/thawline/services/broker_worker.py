@@ -12,7 +12,18 @@ from the stored events, and so does this worker if it gets them back.
 Order. The new owner deletes the partition's durable consumer and creates it again, delivering
 from the first message not yet acknowledged (the stream keeps only those: work-queue retention),
 so what a dead owner had fetched but not committed comes back at once and in order. Each
-partition has one batch in flight: fetch → ``RiskEngine.ingest`` (one transaction) → acknowledge.
+partition has one batch in flight: fetch → evaluate and commit → acknowledge → fetch again.
+
+Rounds. The partitions' fetched batches are evaluated together: one ``RiskEngine.ingest`` (one
+transaction, one log entry) per round for every owned partition that has a batch ready, instead of
+one per partition. The engine's fixed costs per call (ruleset and list versions, the risky-link
+search, the log append under the head row's lock, a durable commit) are then paid once per round;
+order per account still holds, since an account lives in one partition and a partition has at
+most one batch in a round. Messages of different integrators go in successive rounds (a log entry
+names one actor), each partition's in its stream order. A batch joins a round only while at least
+half its lease is left; a batch of a lost lease is dropped unacknowledged (its next owner gets the
+messages again). If a round fails as a whole, its partitions are retried one by one, so one bad
+batch hands back only its own partition.
 
 Exactly once in effect. A message is acknowledged only after its batch committed. A crash
 between commit and acknowledgement redelivers it, and the engine skips event ids it has stored;
@@ -32,7 +43,7 @@ import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
@@ -50,7 +61,12 @@ from thawline.services.metrics import DECISION_LATENCY, PARTITION_PENDING, PARTI
 from thawline.services.runtime import Runtime
 
 log = logging.getLogger("thawline.broker")
+T = TypeVar("T")
 FETCH_WAIT_SECONDS = 1.0
+# Once the first batch of a round is ready, wait at most this long for the other owned partitions'
+# fetches (they were all released by the previous round's commit and answer within milliseconds
+# under load); an idle partition's fetch lingers for FETCH_WAIT_SECONDS and is not waited for.
+ROUND_GATHER_SECONDS = 0.05
 
 
 @dataclass
@@ -64,6 +80,23 @@ class Lease:
     task: asyncio.Task[None] | None = None
     accounts: set[str] = field(default_factory=set)  # whose state this engine built while owning
     stopping: bool = False
+    lost: bool = False  # a renewal failed: nothing fetched under this lease may be committed any more
+
+
+@dataclass(eq=False)
+class Batch:
+    """One partition's fetched messages, waiting for a round; ``done`` is True once committed and
+    acknowledged, False when dropped or failed (nothing acknowledged)."""
+
+    lease: Lease
+    msgs: list[Msg]
+    done: asyncio.Future[bool]
+
+
+@dataclass(eq=False)
+class _Parsed:
+    batch: Batch
+    runs: list[tuple[str, list[Msg], list[Any]]]  # (integrator, messages, their events) in stream order
 
 
 class PartitionConsumer:
@@ -80,6 +113,9 @@ class PartitionConsumer:
         self._js: JetStreamContext | None = None
         self._kv: KeyValue | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._ready: dict[int, Batch] = {}  # partition → its fetched batch, waiting for the next round
+        self._wake = asyncio.Event()
+        self.rounds = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -91,6 +127,7 @@ class PartitionConsumer:
             "worker %s consuming %s (%d partitions)", self.worker_id, self.cfg.stream, self.cfg.partitions
         )
         tick = self.cfg.lease_seconds / 3
+        rounds = asyncio.create_task(self._round_loop(), name="rounds")
         try:
             while not stop.is_set():
                 try:
@@ -100,8 +137,12 @@ class PartitionConsumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), tick)
         finally:
+            # The round loop keeps running until the batches in flight are committed.
             await asyncio.gather(*(self._give_up(x, hand_back=True) for x in list(self.leases.values())))
             await asyncio.gather(*self._background, return_exceptions=True)
+            rounds.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rounds
             await self._nc.drain()
 
     async def _bucket(self) -> KeyValue:
@@ -129,7 +170,8 @@ class PartitionConsumer:
                 if lease.partition not in self.leases:
                     continue  # handed back meanwhile
                 log.warning("lost the lease on partition %d", lease.partition)
-                lease.stopping = True
+                lease.stopping = lease.lost = True
+                self._wake.set()  # a batch of it waiting for a round is dropped
                 self._in_background(self._give_up(lease, hand_back=False))
         try:
             live = len([k for k in await self._kv.keys() if k.startswith("w.")])
@@ -208,8 +250,9 @@ class PartitionConsumer:
     # -- consumption ------------------------------------------------------------------------------
 
     async def _consume(self, lease: Lease) -> None:
-        """One partition: fetch, evaluate and commit, acknowledge; one batch in flight."""
+        """One partition: fetch, hand the batch to the next round, wait for it; one batch in flight."""
         assert lease.sub is not None
+        loop = asyncio.get_running_loop()
         while not lease.stopping:
             if not self._safe(lease):
                 await asyncio.sleep(0.05)
@@ -226,48 +269,147 @@ class PartitionConsumer:
                 continue
             if not msgs:  # only status messages came back
                 continue
-            try:
-                await self._handle(lease, msgs)
-            except Exception:
-                # Nothing was acknowledged: hand the partition back; it restarts from these messages.
-                log.exception("batch failed on partition %d; handing it back", lease.partition)
-                self._in_background(self._give_up(lease, hand_back=True))
+            batch = Batch(lease, msgs, loop.create_future())
+            self._ready[lease.partition] = batch
+            self._wake.set()
+            if not await batch.done:
+                if not lease.lost:
+                    # Nothing was acknowledged: hand the partition back; it restarts from these messages.
+                    self._in_background(self._give_up(lease, hand_back=True))
                 return
 
-    async def _handle(self, lease: Lease, msgs: list[Msg]) -> None:
-        """Evaluate a fetched batch in stream order (runs of one integrator each), then acknowledge."""
-        for actor_ref, run in _runs(msgs):
-            events = [EVENT_ADAPTER.validate_json(m.data) for m in run]
-            requests = sorted({m.headers.get(HDR_REQUEST, "") for m in run if m.headers} - {""})
+    def _gathered(self) -> bool:
+        """Every partition still consuming has a batch waiting."""
+        return all(
+            p in self._ready
+            for p, lease in self.leases.items()
+            if not lease.stopping and lease.task is not None and not lease.task.done()
+        )
+
+    def _take(self) -> list[Batch]:
+        """The waiting batches that may join a round now; those of lost leases are dropped."""
+        taken = []
+        for p, b in list(self._ready.items()):
+            if b.lease.lost:
+                del self._ready[p]
+                _settle(b, ok=False)
+            elif self._safe(b.lease):
+                taken.append(self._ready.pop(p))
+        return taken
+
+    async def _round_loop(self) -> None:
+        """Evaluate the waiting batches of all partitions together, round after round."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._ready:
+                await self._wake.wait()
+            self._wake.clear()
+            deadline = loop.time() + ROUND_GATHER_SECONDS
+            while not self._gathered() and (left := deadline - loop.time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), left)
+                self._wake.clear()
+            taken = self._take()
+            if not taken:
+                if self._ready:  # only batches whose lease is due for renewal: wait for it
+                    await asyncio.sleep(0.05)
+                continue
+            try:
+                await self._round(taken)
+            except Exception:  # never leave a partition waiting for a round that died
+                log.exception("round failed")
+            finally:
+                for b in taken:
+                    _settle(b, ok=False)  # no-op for those already settled
+
+    async def _round(self, taken: list[Batch]) -> None:
+        """One round: evaluate and commit every taken batch together, then acknowledge them."""
+        self.rounds += 1
+        parsed: list[_Parsed] = []
+        for b in taken:
+            try:
+                runs = [
+                    (actor, run, [EVENT_ADAPTER.validate_json(m.data) for m in run])
+                    for actor, run in _runs(b.msgs)
+                ]
+            except Exception:
+                log.exception("unreadable message on partition %d; handing it back", b.lease.partition)
+                _settle(b, ok=False)
+                continue
+            parsed.append(_Parsed(b, runs))
+        if not parsed:
+            return
+        try:
+            await self._commit(parsed)
+        except Exception:
+            if len(parsed) == 1:
+                log.exception(
+                    "batch failed on partition %d; handing it back", parsed[0].batch.lease.partition
+                )
+                return
+            log.warning(
+                "a round of %d partitions failed; committing them one by one", len(parsed), exc_info=True
+            )
+            for one in parsed:
+                try:
+                    await self._commit([one])
+                except Exception:
+                    log.exception("batch failed on partition %d; handing it back", one.batch.lease.partition)
+                    _settle(one.batch, ok=False)
+                else:
+                    await self._acknowledge(one.batch)
+            return
+        await asyncio.gather(*(self._acknowledge(one.batch) for one in parsed))
+
+    async def _commit(self, parsed: list[_Parsed]) -> None:
+        """Evaluate the batches in stream order per partition: one ``ingest`` per integrator run."""
+        for actor_ref, group in _merge(
+            [[(actor, (one, run, events)) for actor, run, events in one.runs] for one in parsed]
+        ):
+            events = [e for _one, _run, evs in group for e in evs]
+            msgs = [m for _one, run, _evs in group for m in run]
+            partitions = sorted({one.batch.lease.partition for one, _run, _evs in group})
+            requests = sorted({m.headers.get(HDR_REQUEST, "") for m in msgs if m.headers} - {""})
             token = logs.request_id.set(requests[0] if len(requests) == 1 else ",".join(requests[:5]))
             try:
                 result = await asyncio.to_thread(self._ingest, events, actor_ref)
                 log.info(
-                    "partition %d: %d events committed (%d duplicates, %d refused)",
-                    lease.partition,
+                    "partitions %s: %d events committed (%d duplicates, %d refused)",
+                    ",".join(map(str, partitions)),
                     len(result.accepted),
                     len(result.duplicates),
                     len(result.rejected),
-                    extra={"partition": lease.partition},
+                    extra={"partitions": partitions},
                 )
             finally:
                 logs.request_id.reset(token)
             done = time.time_ns()
-            for m in run:
+            for m in msgs:
                 accepted = (m.headers or {}).get(HDR_ACCEPTED)
                 if accepted:
                     DECISION_LATENCY.observe(max(0, done - int(accepted)) / 1e9)
             count_outcomes((o.outcome for o in result.accepted), len(result.duplicates), len(result.rejected))
             for _i, ident, fld, message in result.rejected:
                 log.warning("event %s refused: %s: %s", ident, fld, message)
-            lease.accounts.update(e.account_id for e in events)
-            self.processed += len(run)
-        for m in msgs[:-1]:
-            await m.ack()
-        await msgs[-1].ack_sync()
-        pending = msgs[-1].metadata.num_pending
+            for one, _run, evs in group:
+                one.batch.lease.accounts.update(e.account_id for e in evs)
+            self.processed += len(msgs)
+
+    async def _acknowledge(self, batch: Batch) -> None:
+        """Acknowledge a committed batch (the last one synchronously) and settle it."""
+        try:
+            for m in batch.msgs[:-1]:
+                await m.ack()
+            await batch.msgs[-1].ack_sync()
+        except Exception:
+            # Committed but maybe not acknowledged: its next owner finds the events stored (duplicates).
+            log.exception("acknowledging partition %d failed; handing it back", batch.lease.partition)
+            _settle(batch, ok=False)
+            return
+        pending = batch.msgs[-1].metadata.num_pending
         if pending is not None:
-            PARTITION_PENDING.labels(str(lease.partition)).set(pending)
+            PARTITION_PENDING.labels(str(batch.lease.partition)).set(pending)
+        _settle(batch, ok=True)
 
     def _ingest(self, events: list[Any], actor_ref: str) -> Any:
         actor = Actor(ActorKind.INTEGRATOR, actor_ref) if actor_ref else Actor(ActorKind.SYSTEM, "broker")
@@ -275,6 +417,27 @@ class PartitionConsumer:
             return self.engine.ingest(events, actor)
         except ConflictError:  # another owner stored some of these meanwhile: now they are duplicates
             return self.engine.ingest(events, actor)
+
+
+def _settle(batch: Batch, *, ok: bool) -> None:
+    if not batch.done.done():
+        batch.done.set_result(ok)
+
+
+def _merge(partitions: list[list[tuple[str, T]]]) -> list[tuple[str, list[T]]]:
+    """Combine the partitions' runs (integrator, item) into rounds of one integrator each.
+
+    Each round takes, from every partition whose next run belongs to the first waiting partition's
+    integrator, that run; so each partition's runs stay in order, one per round at most.
+    """
+    queues = [list(reversed(runs)) for runs in partitions]
+    out: list[tuple[str, list[T]]] = []
+    while True:
+        heads = [q for q in queues if q]
+        if not heads:
+            return out
+        actor = heads[0][-1][0]
+        out.append((actor, [q.pop()[1] for q in heads if q[-1][0] == actor]))
 
 
 def _stopping(lease: Lease) -> bool:
