@@ -140,6 +140,12 @@ def list_users(uow: UnitOfWork) -> list[StaffUser]:
     return [user_of(r) for r in uow.conn.execute(select(staff_user).order_by(staff_user.c.username))]
 
 
+def display_names(uow: UnitOfWork) -> dict[str, str]:
+    """Usernames by how cases, reviews and reports name staff ('reviewer:st_…'), for staff pages only
+    (the log and exports keep the id)."""
+    return {u.actor.ref: u.username for u in list_users(uow)}
+
+
 def disable(uow: UnitOfWork, username: str, actor: Actor) -> StaffUser:
     """Disable a staff member: no more sign-ins, and their open sessions end now (recorded)."""
     row = find(uow, username)

@@ -81,7 +81,7 @@ def queue_page(
             expedited=expedited,
             limit=200,
         )
-        names = _names(uow)
+        names = staff.display_names(uow)
     rows = [
         {
             "item": i,
@@ -103,11 +103,6 @@ def queue_page(
         categories=[c.value for c in ReasonCategory],
         expedited=expedited,
     )
-
-
-def _names(uow: UnitOfWork) -> dict[str, str]:
-    """Staff usernames by how cases and reviews name them ('reviewer:st_…'), for display."""
-    return {u.actor.ref: u.username for u in staff.list_users(uow)}
 
 
 def _case(runtime: Runtime, appeal_id: str, who: StaffSession, lang: str) -> dict[str, Any]:
@@ -137,7 +132,7 @@ def _case(runtime: Runtime, appeal_id: str, who: StaffSession, lang: str) -> dic
             "can_claim": may_act and a.assignee is None,
             "can_decide": may_act and a.assignee == who.user.actor.ref,
             "decisions": [(d.value, sorted(REASON_CODES[d])) for d in Decision],
-            "names": _names(uow),
+            "names": staff.display_names(uow),
         }
 
 

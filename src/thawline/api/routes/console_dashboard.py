@@ -16,7 +16,7 @@ from thawline.api.routes.console_auth import Lang, gate, language_of
 from thawline.domain.errors import InvalidInputError
 from thawline.domain.freezes import ReasonCategory
 from thawline.domain.staff import Permission
-from thawline.services import analytics, charts
+from thawline.services import analytics, charts, staff
 from thawline.services.staff_sessions import StaffSession
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -55,6 +55,7 @@ def dashboard(
         period = analytics.parse_period(None, None, runtime.clock.now())
     with UnitOfWork(runtime, read_only=True) as uow:
         report = analytics.build_report(uow, period)
+        names = staff.display_names(uow)
     # The SVG is built from escaped text by thawline.domain.charts, so it is safe to inline.
     svgs = {name: Markup(charts.render(report, name, language)) for name in SHOWN}  # noqa: S704
     return page(
@@ -69,4 +70,5 @@ def dashboard(
         error=error,
         categories=[c.value for c in ReasonCategory],
         label=lambda code: analytics.label(code, language),
+        names=names,
     )
