@@ -235,13 +235,62 @@ def _source(node: ast.expr) -> str:  # noqa: PLR0911 — one branch per construc
     raise ExpressionError(f"'{ast.unparse(node)}' is not allowed in a rule condition")
 
 
-def compile_all(sources: list[str], known: Collection[str]) -> Callable[[Features], list[int]]:
+def _fold(node: ast.expr, constants: Mapping[str, Any]) -> ast.expr:  # noqa: PLR0911 — one per construct
+    """``node`` with the features whose value is known (``constants``) decided where that settles a
+    test: ``name == "const"`` becomes True or False, and ``and``/``or``/``not`` over such truths
+    simplify. Used for the conditions of one event type, where ``event_type`` is known."""
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in (ast.Eq, ast.NotEq):
+        left, right = node.left, node.comparators[0]
+        if isinstance(left, ast.Constant) and isinstance(right, ast.Name):
+            left, right = right, left
+        if (
+            isinstance(left, ast.Name)
+            and left.id in constants
+            and isinstance(right, ast.Constant)
+            and isinstance(right.value, str)
+        ):
+            equal = constants[left.id] == right.value
+            return ast.Constant(equal if isinstance(node.ops[0], ast.Eq) else not equal)
+        return node
+    if isinstance(node, ast.BoolOp):
+        decisive = isinstance(node.op, ast.Or)  # the value that settles it: True for or, False for and
+        kept = []
+        for value in (_fold(v, constants) for v in node.values):
+            if isinstance(value, ast.Constant) and isinstance(value.value, bool):
+                if value.value is decisive:
+                    return ast.Constant(decisive)
+                continue  # a neutral operand (True in an and, False in an or)
+            kept.append(value)
+        if not kept:
+            return ast.Constant(not decisive)
+        return kept[0] if len(kept) == 1 else ast.BoolOp(op=node.op, values=kept)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        inner = _fold(node.operand, constants)
+        if isinstance(inner, ast.Constant) and isinstance(inner.value, bool):
+            return ast.Constant(not inner.value)
+        return ast.UnaryOp(op=node.op, operand=inner)
+    return node
+
+
+def compile_all(
+    sources: list[str], known: Collection[str], *, constants: Mapping[str, Any] | None = None
+) -> Callable[[Features], list[int]]:
     """One function returning the indexes of the conditions that hold (each first checked by
-    :func:`compile_expression`)."""
+    :func:`compile_expression`).
+
+    ``constants``: features whose value is known whenever the function is called (e.g. the event
+    type of a per-type group); tests on them are decided here, once. The answer is the same as
+    evaluating each condition on its own: a condition that can no longer hold is left out.
+    """
     lines = ["def _all(f):", "    hits = []"]
     for i, text in enumerate(sources):
         compile_expression(text, known)  # validates: only the language reaches the generator
-        lines.append(f"    if {_source(_parse(text).body)}:")
+        body = _parse(text).body
+        if constants:
+            body = _fold(body, constants)
+            if isinstance(body, ast.Constant) and body.value is False:
+                continue
+        lines.append(f"    if {_source(body)}:")
         lines.append(f"        hits.append({i})")
     lines.append("    return hits")
     namespace: dict[str, Any] = {

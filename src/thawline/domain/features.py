@@ -126,22 +126,27 @@ class Thresholds:
 
 COUNT_KEYS = {w: f"txn_count_{w}" for w in WINDOWS}
 SUM_KEYS = {w: f"txn_sum_{w}" for w in WINDOWS}
-_WINDOW_KEYS = tuple((w, span, COUNT_KEYS[w], SUM_KEYS[w]) for w, span in WINDOWS.items())
+_SPANS = tuple(WINDOWS.values())
+_INDEX = {w: i for i, w in enumerate(WINDOWS)}
+_W10M, _W1H = _INDEX["10m"], _INDEX["1h"]
+_SPAN_ITEMS = tuple(enumerate(_SPANS))
+_TRIM = 1024  # drop transactions that left every window once this many have piled up
 
 
 class Features(dict[str, Any]):
-    """An event's feature values; the costlier ones are computed only when a rule reads them.
+    """An event's feature values; most are computed only when a rule reads them.
 
-    The lazy values read the account's live state, so read them before its next event is observed.
+    ``observe`` stores the values the shipped rules read on most events of the type; the others
+    come from the account's live state on first read, so read them before its next event is
+    observed (each is then kept, so a second read gives the same value).
     """
 
-    __slots__ = ("_now", "_small", "_state", "_was_txn")
+    __slots__ = ("_event", "_now", "_small", "_state")
 
-    def __init__(
-        self, values: dict[str, Any], state: AccountState, was_txn: bool, now: float, small: float
-    ) -> None:
-        super().__init__(values)
-        self._state, self._was_txn, self._now, self._small = state, was_txn, now, small
+    _event: Any
+    _now: float
+    _small: float
+    _state: AccountState
 
     def __missing__(self, key: str) -> Any:
         compute = _LAZY.get(key)
@@ -151,29 +156,55 @@ class Features(dict[str, Any]):
         self[key] = value
         return value
 
+    @property
+    def _was_txn(self) -> bool:
+        return bool(self._event.type == "transaction")
+
     def baseline(self) -> list[float]:
         """Recent amounts before this event."""
         values = list(self._state.recent_amounts)
         return values[:-1] if self._was_txn else values
 
     def window(self, name: str) -> list[tuple[float, float, str, bool]]:
-        """A transaction window's items (this event included)."""
-        return list(self._state.windows[name])
+        """A transaction window's items (this event included): (time, amount, counterparty, is credit)."""
+        st = self._state
+        w = _INDEX[name]
+        st.slide(w, self._now)
+        i = st.starts[w]
+        return list(zip(st.times[i:], st.amounts[i:], st.parties[i:], st.credits[i:], strict=True))
 
     def complete(self) -> dict[str, Any]:
         """Every feature, computed (for tests and the diagnosis of all values)."""
         return {k: self[k] for k in sorted(FEATURES)}
 
 
+_EPOCH_DAY = 719163  # date(1970, 1, 1).toordinal()
+_OFFSETS: dict[Any, int] = {}  # time zone -> its UTC offset in microseconds
+
+
 @dataclass(slots=True)
 class AccountState:
-    """Everything the engine remembers about one account."""
+    """Everything the engine remembers about one account.
+
+    The transaction windows share one time-ordered list (``times``, ``amounts``, ``parties``,
+    ``credits``); each window is the tail from its ``starts`` index, with a running sum. A window
+    slides (drops what fell out of it) lazily — when a rule reads it, or before the next transaction
+    is added — with exactly the additions and subtractions, in the same order, that sliding it at
+    every event would make, so the sums are the same floats. The devices, IPs and counterparties an
+    event brings are learnt when the next event arrives (``pending``), so that until then the sets
+    still say what was known before it.
+    """
 
     account_id: str
-    windows: dict[str, deque[tuple[float, float, str, bool]]] = field(
-        default_factory=lambda: {w: deque() for w in WINDOWS}
-    )
-    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(WINDOWS, 0.0))
+    times: list[float] = field(default_factory=list)
+    amounts: list[float] = field(default_factory=list)
+    parties: list[str] = field(default_factory=list)
+    credits: list[bool] = field(default_factory=list)
+    starts: list[int] = field(default_factory=lambda: [0] * len(WINDOWS))
+    sums: list[float] = field(default_factory=lambda: [0.0] * len(WINDOWS))
+    small_10m: int = 0  # transactions in the 10 min window below ``small``
+    small: float = -1.0  # the small-amount threshold ``small_10m`` counts with (set on first use)
+    parties_1h: dict[str, int] = field(default_factory=dict)  # counterparty -> its transactions, 1 h
     recent_amounts: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_AMOUNTS))
     history_txns: int = 0
     day: int = -1
@@ -185,7 +216,9 @@ class AccountState:
     devices: set[str] = field(default_factory=set)
     ips: set[str] = field(default_factory=set)
     counterparties: set[str] = field(default_factory=set)
+    pending: tuple[str | None, bool, str | None, str] | None = None  # device, unbind, ip, counterparty
     recent_ips: deque[tuple[float, str]] = field(default_factory=deque)
+    ip_counts: dict[str, int] = field(default_factory=dict)  # address -> sightings in ``recent_ips``
     login_failures: deque[float] = field(default_factory=deque)
     profile_changes: deque[tuple[float, bool]] = field(default_factory=deque)
     near_threshold: deque[float] = field(default_factory=deque)
@@ -197,67 +230,60 @@ class AccountState:
     ) -> Features:
         """Fold ``event`` in and return its feature values (read before the event updates the baselines).
 
-        Read the result before observing the account's next event: the costlier values are computed
-        on first read from the state as it is now.
+        Read the result before observing the account's next event: most values are computed on
+        first read from the state as it is now.
         """
         at: datetime = event.occurred_at
-        ts = at.timestamp()
-        self.newest = max(self.newest, ts)
-        now = self.newest
-        kind = event.type
-        is_txn = kind == "transaction"
-        is_login = kind == "login"
-        ip = event.ip if is_login or is_txn else None
-        device = event.device_id if kind in ("login", "transaction", "device_binding") else None
-        success = event.success if is_login else True
-        is_proxy, bad_rep = ranges.classify(ip) if ip else (False, False)
+        tz = at.tzinfo
+        offset = _OFFSETS.get(tz)
+        if offset is None:
+            delta = at.utcoffset()
+            if delta is None:
+                raise ValueError("occurred_at needs a time zone")
+            offset = _OFFSETS[tz] = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+            if len(_OFFSETS) > 1000:
+                _OFFSETS.clear()
         hour = at.hour
-        hours = self.hours
-        total = self.history_events
-        f: dict[str, Any] = {
-            "event_type": kind,
-            "amount": 0.0,
-            "currency": "",
-            "direction": "",
-            "channel": "",
-            "hour": hour,
-            "success": success,
-            "new_device": bool(device) and bool(self.devices) and device not in self.devices,
-            "new_ip": bool(ip) and bool(self.ips) and ip not in self.ips,
-            "known_devices": len(self.devices),
-            "ip_is_proxy": is_proxy,
-            "ip_bad_reputation": bad_rep,
-            "new_counterparty": False,
-            "profile_field": event.field if kind == "profile_change" else "",
-            "kyc_rank": KYC_RANK.get(self.kyc_level, 0),
-            "blacklisted": False,
-            "linked_risk_accounts": 0,
-            "hour_share": hours[hour] / total if total else 1.0,
-            "history_events": total,
-            "history_txns": self.history_txns,
-        }
-        hours[hour] += 1
+        # at.timestamp(), exactly (the same integer microseconds over 10**6), at half the cost
+        ts = (
+            (at.toordinal() - _EPOCH_DAY) * 86_400_000_000
+            + ((hour * 60 + at.minute) * 60 + at.second) * 1_000_000
+            + at.microsecond
+            - offset
+        ) / 1_000_000
+        before = self.newest
+        now = self.newest = ts if ts > before else before
+        if self.pending is not None:
+            self._learn()
+        kind = event.type
+        self.hours[hour] += 1
         self.history_events += 1
         recent_ips = self.recent_ips
-        if ip:
-            recent_ips.append((ts, ip))
-        while recent_ips and recent_ips[0][0] <= now - 3600:
-            recent_ips.popleft()
-        failures = self.login_failures
-        if is_login and not success:
-            failures.append(ts)
-        while failures and failures[0] <= now - 3600:
-            failures.popleft()
-        f["login_failures_1h"] = len(failures)
+        counts = self.ip_counts
+        if kind in {"login", "transaction"}:
+            ip = event.ip
+            if ip:
+                is_proxy, bad_rep = ranges.classify(ip)
+                recent_ips.append((ts, ip))
+                counts[ip] = counts.get(ip, 0) + 1
+            else:
+                is_proxy = bad_rep = False
+        else:
+            ip, is_proxy, bad_rep = None, False, False
+        edge = now - 3600
+        while recent_ips and recent_ips[0][0] <= edge:
+            gone = recent_ips.popleft()[1]
+            left = counts[gone] - 1
+            if left:
+                counts[gone] = left
+            else:
+                del counts[gone]
+        n_ips = len(counts)
         changes = self.profile_changes
         if kind == "profile_change":
             changes.append((ts, event.field in SENSITIVE_FIELDS))
         while changes and changes[0][0] <= now - 86400:
             changes.popleft()
-        f["profile_changes_24h"] = len(changes)
-        if kind == "kyc_update":
-            self.kyc_level = event.level
-            f["kyc_rank"] = KYC_RANK[event.level]
         day = int(ts // 86400)
         if day > self.day:  # only forward: a late event from an earlier day does not start a new one
             if self.day >= 0:
@@ -269,59 +295,198 @@ class AccountState:
                 )
                 self.days_seen += 1
             self.day, self.today_count = day, 0
-        f["daily_count_ewma"] = self.daily_ewma
-        windows, sums = self.windows, self.sums
-        if is_txn:
+        if kind == "transaction":
             amount = float(event.amount)
-            counterparty = event.counterparty or ""
-            f["amount"] = amount
-            f["currency"] = event.currency
-            f["direction"] = event.direction
-            f["channel"] = event.channel or ""
-            seen = self.counterparties
-            f["new_counterparty"] = bool(counterparty) and bool(seen) and counterparty not in seen
-            item = (ts, amount, counterparty, event.direction == "credit")
+            party = event.counterparty or ""
+            direction = event.direction
             if thresholds.near_low <= amount < thresholds.reporting:
                 self.near_threshold.append(ts)
+            near = self.near_threshold
+            while near and near[0] <= now - 604800:
+                near.popleft()
             self.recent_amounts.append(amount)
             self.history_txns += 1
             if day == self.day:
                 self.today_count += 1
-            if counterparty:
-                seen.add(counterparty)
+            small = thresholds.small
+            if self.small < 0:
+                self.small = small
+            self._add(ts, amount, party, direction == "credit", before)
+            self.slide(_W10M, now)
+            self.slide(_W1H, now)
+            device = event.device_id
+            self.pending = (device, False, ip, party)
+            f = Features(
+                {
+                    "event_type": kind,
+                    "amount": amount,
+                    "direction": direction,
+                    "txn_count_10m": len(self.times) - self.starts[_W10M],
+                    "small_txn_count_10m": self.small_10m if small == self.small else self._smalls(small),
+                    "distinct_counterparties_1h": len(self.parties_1h),
+                    "near_threshold_7d": len(near),
+                    "kyc_rank": KYC_RANK.get(self.kyc_level, 0),
+                    "ip_is_proxy": is_proxy,
+                    "ip_bad_reputation": bad_rep,
+                    "ip_changes_1h": n_ips - 1 if n_ips > 1 else 0,
+                    "profile_changes_24h": len(changes),
+                    "blacklisted": False,
+                    "linked_risk_accounts": 0,
+                }
+            )
+        elif kind == "login":
+            success = event.success
+            failures = self.login_failures
+            if not success:
+                failures.append(ts)
+            while failures and failures[0] <= edge:
+                failures.popleft()
+            device = event.device_id
+            devices = self.devices
+            if success:
+                self.pending = (device, False, ip, "")
+            f = Features(
+                {
+                    "event_type": kind,
+                    "success": success,
+                    "new_device": bool(device) and bool(devices) and device not in devices,
+                    "login_failures_1h": len(failures),
+                    "ip_is_proxy": is_proxy,
+                    "ip_bad_reputation": bad_rep,
+                    "ip_changes_1h": n_ips - 1 if n_ips > 1 else 0,
+                    "profile_changes_24h": len(changes),
+                    "blacklisted": False,
+                    "linked_risk_accounts": 0,
+                }
+            )
         else:
-            item, amount = None, 0.0
-        for w, span, count_key, sum_key in _WINDOW_KEYS:
-            q = windows[w]
-            running = sums[w]
-            if item is not None:
-                if q and ts < q[-1][0]:  # a late event: insert it in time order, the oldest stays left
-                    i = len(q)
-                    while i and q[i - 1][0] > ts:
-                        i -= 1
-                    q.insert(i, item)
-                else:
-                    q.append(item)
-                running += amount
-            edge = now - span
-            while q and q[0][0] <= edge:
-                running -= q.popleft()[1]
-            sums[w] = running
-            f[count_key] = len(q)
-            f[sum_key] = running
-        near = self.near_threshold
-        while near and near[0] <= now - 604800:
-            near.popleft()
-        f["near_threshold_7d"] = len(near)
-        f["today_txn_count"] = self.today_count
-        if device and success:
-            if kind == "device_binding" and event.action == "unbind":
+            if kind == "kyc_update":
+                self.kyc_level = event.level
+            elif kind == "device_binding":
+                self.pending = (event.device_id, event.action == "unbind", None, "")
+            f = Features(
+                {
+                    "event_type": kind,
+                    "ip_is_proxy": False,
+                    "ip_bad_reputation": False,
+                    "ip_changes_1h": n_ips - 1 if n_ips > 1 else 0,
+                    "profile_changes_24h": len(changes),
+                    "blacklisted": False,
+                    "linked_risk_accounts": 0,
+                }
+            )
+        f._state, f._event, f._now, f._small = self, event, now, thresholds.small
+        return f
+
+    def _learn(self) -> None:
+        """Remember the device, IP and counterparty of the previous event (see ``pending``)."""
+        device, unbind, ip, party = self.pending  # type: ignore[misc]
+        self.pending = None
+        if device:
+            if unbind:
                 self.devices.discard(device)
             else:
                 self.devices.add(device)
-        if ip and success:
+        if ip:
             self.ips.add(ip)
-        return Features(f, self, is_txn, now, thresholds.small)
+        if party:
+            self.counterparties.add(party)
+
+    def _smalls(self, small: float) -> int:
+        """Transactions in the 10 min window below ``small`` (a threshold other than the counted one)."""
+        return sum(1 for a in self.amounts[self.starts[_W10M] :] if a < small)
+
+    def _add(self, ts: float, amount: float, party: str, credit: bool, before: float) -> None:
+        """Put a transaction into the windows, in time order (a late one lands where its time says)."""
+        times, starts = self.times, self.starts
+        n = len(times)
+        for w, span in _SPAN_ITEMS:  # what fell out before this event: slid before the addition
+            start = starts[w]
+            if start < n and times[start] <= before - span:
+                self.slide(w, before)
+        sums = self.sums
+        if not n or ts >= times[-1]:
+            times.append(ts)
+            self.amounts.append(amount)
+            self.parties.append(party)
+            self.credits.append(credit)
+            sums[0] += amount
+            sums[1] += amount
+            sums[2] += amount
+            sums[3] += amount
+            sums[4] += amount
+            if amount < self.small:
+                self.small_10m += 1
+            if party:
+                self.parties_1h[party] = self.parties_1h.get(party, 0) + 1
+        else:
+            self._insert(ts, amount, party, credit)
+        if starts[4] >= _TRIM:
+            first = min(starts)
+            del times[:first], self.amounts[:first], self.parties[:first], self.credits[:first]
+            self.starts = [s - first for s in starts]
+
+    def _insert(self, ts: float, amount: float, party: str, credit: bool) -> None:
+        """A late transaction: into the list where its time says; a window it is too old for counts
+        it and drops it at once (what sliding a time-ordered queue does)."""
+        times = self.times
+        i = len(times)
+        while i and times[i - 1] > ts:
+            i -= 1
+        times.insert(i, ts)
+        self.amounts.insert(i, amount)
+        self.parties.insert(i, party)
+        self.credits.insert(i, credit)
+        starts, sums = self.starts, self.sums
+        for w in range(len(_SPANS)):
+            total = sums[w] + amount
+            if i < starts[w]:
+                starts[w] += 1
+                total -= amount
+            elif w == _W10M:
+                if amount < self.small:
+                    self.small_10m += 1
+            elif w == _W1H and party:
+                self.parties_1h[party] = self.parties_1h.get(party, 0) + 1
+            sums[w] = total
+
+    def slide(self, w: int, now: float) -> None:
+        """Drop from window ``w`` (an index into WINDOWS) the transactions at or before ``now`` - span."""
+        times = self.times
+        start = end = self.starts[w]
+        edge = now - _SPANS[w]
+        n = len(times)
+        if start >= n or times[start] > edge:
+            return
+        amounts = self.amounts
+        total = self.sums[w]
+        if w == _W10M:
+            small, below = self.small, self.small_10m
+            while end < n and times[end] <= edge:
+                a = amounts[end]
+                total -= a
+                if a < small:
+                    below -= 1
+                end += 1
+            self.small_10m = below
+        elif w == _W1H:
+            counts, parties = self.parties_1h, self.parties
+            while end < n and times[end] <= edge:
+                total -= amounts[end]
+                party = parties[end]
+                if party:
+                    left = counts[party] - 1
+                    if left:
+                        counts[party] = left
+                    else:
+                        del counts[party]
+                end += 1
+        else:
+            while end < n and times[end] <= edge:
+                total -= amounts[end]
+                end += 1
+        self.sums[w] = total
+        self.starts[w] = end
 
 
 def _median(f: Features) -> float:
@@ -350,14 +515,118 @@ def _credit_sum_1h(f: Features) -> float:
     return sum(a for _t, a, _c, is_in in items if is_in)
 
 
+def _count(w: int) -> Any:
+    def compute(f: Features) -> int:
+        st = f._state
+        st.slide(w, f._now)
+        return len(st.times) - st.starts[w]
+
+    return compute
+
+
+def _sum(w: int) -> Any:
+    def compute(f: Features) -> float:
+        st = f._state
+        st.slide(w, f._now)
+        return st.sums[w]
+
+    return compute
+
+
+def _small_10m(f: Features) -> int:
+    st = f._state
+    st.slide(_W10M, f._now)
+    return st.small_10m if f._small == st.small else st._smalls(f._small)
+
+
+def _distinct_1h(f: Features) -> int:
+    st = f._state
+    st.slide(_W1H, f._now)
+    return len(st.parties_1h)
+
+
+def _device(e: Any) -> str | None:
+    return e.device_id if e.type in ("login", "transaction", "device_binding") else None
+
+
+def _ip(e: Any) -> str | None:
+    return e.ip if e.type in ("login", "transaction") else None
+
+
+def _new_device(f: Features) -> bool:
+    device, known = _device(f._event), f._state.devices  # learnt only when the next event arrives
+    return bool(device) and bool(known) and device not in known
+
+
+def _new_ip(f: Features) -> bool:
+    ip, known = _ip(f._event), f._state.ips
+    return bool(ip) and bool(known) and ip not in known
+
+
+def _new_counterparty(f: Features) -> bool:
+    e = f._event
+    if e.type != "transaction":
+        return False
+    party, seen = e.counterparty or "", f._state.counterparties
+    return bool(party) and bool(seen) and party not in seen
+
+
+def _hour_share(f: Features) -> float:
+    st = f._state
+    total = st.history_events - 1  # before this event
+    return (st.hours[f._event.occurred_at.hour] - 1) / total if total else 1.0
+
+
+def _login_failures_1h(f: Features) -> int:
+    failures, edge = f._state.login_failures, f._now - 3600
+    while failures and failures[0] <= edge:
+        failures.popleft()
+    return len(failures)
+
+
+def _near_threshold_7d(f: Features) -> int:
+    near, edge = f._state.near_threshold, f._now - 604800
+    while near and near[0] <= edge:
+        near.popleft()
+    return len(near)
+
+
+def _txn_field(name: str, default: Any) -> Any:
+    def compute(f: Features) -> Any:
+        e = f._event
+        return (getattr(e, name) or default) if e.type == "transaction" else default
+
+    return compute
+
+
 _LAZY: dict[str, Any] = {
+    **{COUNT_KEYS[w]: _count(i) for w, i in _INDEX.items()},
+    **{SUM_KEYS[w]: _sum(i) for w, i in _INDEX.items()},
+    "amount": lambda f: float(f._event.amount) if f._was_txn else 0.0,
+    "currency": _txn_field("currency", ""),
+    "direction": _txn_field("direction", ""),
+    "channel": _txn_field("channel", ""),
+    "hour": lambda f: f._event.occurred_at.hour,
+    "success": lambda f: f._event.success if f._event.type == "login" else True,
     "amount_median": _median,
     "amount_mad": _mad,
     "amount_max": _max,
-    "small_txn_count_10m": lambda f: sum(1 for _t, a, _c, _in in f.window("10m") if a < f._small),
-    "distinct_counterparties_1h": lambda f: len({c for _t, _a, c, _in in f.window("1h") if c}),
+    "small_txn_count_10m": _small_10m,
+    "distinct_counterparties_1h": _distinct_1h,
     "credit_sum_1h": _credit_sum_1h,
-    "ip_changes_1h": lambda f: max(len({i for _t, i in f._state.recent_ips}) - 1, 0),
+    "new_counterparty": _new_counterparty,
+    "history_txns": lambda f: f._state.history_txns - f._was_txn,
+    "daily_count_ewma": lambda f: f._state.daily_ewma,
+    "today_txn_count": lambda f: f._state.today_count,
+    "hour_share": _hour_share,
+    "history_events": lambda f: f._state.history_events - 1,
+    "new_device": _new_device,
+    "new_ip": _new_ip,
+    "known_devices": lambda f: len(f._state.devices),
+    "login_failures_1h": _login_failures_1h,
     "sensitive_changes_24h": lambda f: sum(1 for _t, sens in f._state.profile_changes if sens),
+    "profile_field": lambda f: f._event.field if f._event.type == "profile_change" else "",
     "near_threshold_24h": lambda f: sum(1 for t in f._state.near_threshold if t > f._now - 86400),
+    "near_threshold_7d": _near_threshold_7d,
+    "kyc_rank": lambda f: KYC_RANK.get(f._state.kyc_level, 0),
 }

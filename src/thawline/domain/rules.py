@@ -113,6 +113,9 @@ class Ruleset:
     fast: dict[str, Callable[[Mapping[str, Any]], list[int]]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    dispatch: dict[str, tuple[tuple[Rule, ...], Callable[[Mapping[str, Any]], list[int]]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_yaml(cls, text: str) -> Ruleset:
@@ -132,7 +135,11 @@ class Ruleset:
             rules.append(rule)
         by_type = _by_type(rules, static=False)
         try:
-            fast = {t: compile_all([r.when for r in group], FEATURES) for t, group in by_type.items()}
+            # Per event type, with the event type's own tests decided once, at load.
+            fast = {
+                t: compile_all([r.when for r in group], FEATURES, constants={"event_type": t} if t else None)
+                for t, group in by_type.items()
+            }
         except ExpressionError as exc:
             raise RulesetError(str(exc)) from None
         return cls(
@@ -142,18 +149,20 @@ class Ruleset:
             by_type,
             _by_type(rules, static=True),
             fast,
+            {t: (group, fast[t]) for t, group in by_type.items()},
         )
 
     def evaluate(self, features: Mapping[str, Any], *, static: bool = False) -> list[Hit]:
         """Every rule that fires on ``features`` (``static``: use the fixed-threshold conditions)."""
-        if not static and self.fast:
-            kind = features["event_type"]
-            group = self.by_type.get(kind) or self.by_type[""]
+        if not static and self.dispatch:
+            group, fast = self.dispatch.get(features["event_type"]) or self.dispatch[""]
             try:
-                fired = (self.fast.get(kind) or self.fast[""])(features)
+                fired = fast(features)
             except Exception:
                 return self._one_by_one(features, static=False)
-            return [Hit(rule, {n: features[n] for n in rule.reads}) for rule in (group[i] for i in fired)]
+            if not fired:
+                return []
+            return [Hit(rule, {n: features[n] for n in rule.reads}) for rule in map(group.__getitem__, fired)]
         return self._one_by_one(features, static=static)
 
     def _one_by_one(self, features: Mapping[str, Any], *, static: bool) -> list[Hit]:
