@@ -20,8 +20,17 @@ import polars as pl
 
 from thawline.domain.features import IpRanges, Thresholds
 from thawline.domain.rules import Action, Rule, Ruleset
-from thawline.domain.vector_features import BOUNDED, COUNTS, FeatureFrame, prepare
-from thawline.domain.vector_rules import cost, count_test, read_by, reads, tree, truth, with_threshold
+from thawline.domain.vector_features import BOUNDED, COUNTS, TYPES, FeatureFrame, prepare
+from thawline.domain.vector_rules import (
+    cost,
+    count_test,
+    read_by,
+    reads,
+    tree,
+    truth,
+    type_test,
+    with_threshold,
+)
 
 SIDES = ("live", "candidate")
 SAMPLE = 50  # accounts listed per change; the counts are always complete
@@ -149,6 +158,10 @@ class _Tester:
     def _test(self, node: ast.expr, rows: pl.Series | None) -> pl.Series:
         frame = self.frame
         positions = self._all() if rows is None else rows
+        kind = type_test(node)
+        if kind is not None and kind[0] in TYPES:
+            same = frame.type_is(kind[0], rows)
+            return positions.filter(same if kind[1] else ~same)
         counted = count_test(node)
         if counted is not None:
             name, k = counted

@@ -119,7 +119,7 @@ COST.update(
         for k in ("amount_median", "amount_max", "amount_mad", "distinct_counterparties_1h", "ip_changes_1h")
     }
 )
-COST.update({k: 6 for k in ("new_device", "known_devices", "new_ip", "new_counterparty", "hour_share")})
+COST.update({k: 5 for k in ("new_device", "known_devices", "new_ip", "new_counterparty", "hour_share")})
 
 _EXPAND_LIMIT = 40_000_000  # window members expanded at once; beyond that, whole-history methods
 
@@ -195,6 +195,8 @@ class FeatureFrame:
             out = pl.concat([pl.Series([0], dtype=values.dtype), values.cum_sum()])
         elif name == "kyc_rank":
             out = self._kyc_rank()
+        elif name == "_same_hour":  # the account's earlier events at this hour of day
+            out = self._same_hour()
         elif name in ("today_txn_count", "daily_count_ewma"):
             self._daily()
             return self._cols[name]
@@ -238,28 +240,38 @@ class FeatureFrame:
             .otherwise(initial)
         ).to_series()
 
+    def _same_hour(self) -> pl.Series:
+        """For every row, the account's earlier events at the same hour of day (one packed sort)."""
+        n = self.height
+        bits = max(1, (n - 1).bit_length())
+        group = self.df["_acct"] * 24 + self.col("hour").cast(pl.Int64)
+        packed = (group * (1 << bits) + self.col("_row")).sort()
+        rows, groups = packed % (1 << bits), packed // (1 << bits)
+        position = pl.int_range(n, dtype=pl.Int64, eager=True)
+        first = pl.select(
+            pl.when(groups != groups.shift(1, fill_value=-1)).then(position).forward_fill()
+        ).to_series()
+        return pl.repeat(0, n, dtype=pl.Int64, eager=True).scatter(rows, position - first)
+
     def _daily(self) -> None:
         """Payments so far today (UTC day) and the EWMA of the account's earlier daily counts."""
-        th = self.thresholds
-        day = self.df["ts_us"] // DAY_US
-        new = (self.col("_first") | (day != day.shift(1))).fill_null(True)
-        row = self.col("_row")
-        start = pl.select(pl.when(new).then(row).forward_fill()).to_series()
-        txn = self.col("txn").cast(pl.Int64)
-        cum = txn.cum_sum()
-        today = cum - (cum.gather(start) - txn.gather(start))
-        is_end = new.shift(-1, fill_value=True)
-        run = new.cast(pl.Int64).cum_sum() - 1
-        daily = pl.DataFrame({"_acct": self.df["_acct"].filter(is_end), "_n": today.filter(is_end)}).select(
-            pl.col("_n")
-            .cast(pl.Float64)
-            .ewm_mean(alpha=th.ewma_alpha, adjust=False)
-            .shift(1)
-            .over("_acct")
-            .fill_null(0.0)
-        )
-        self._cols["today_txn_count"] = today
-        self._cols["daily_count_ewma"] = daily.to_series().gather(run)
+        got = _daily(self.df["_acct"], self.df["ts_us"], self.col("txn"), self.thresholds.ewma_alpha)
+        self._cols["today_txn_count"], self._cols["daily_count_ewma"] = got
+
+    def _accounts_of(self, rows: pl.Series) -> tuple[pl.Series, pl.Series] | None:
+        """When the accounts of ``rows`` hold less than half of all events: the positions of all their
+        events, and where each of ``rows`` is among them; else None."""
+        if not self.height:
+            return None
+        accounts = self.df["_acct"].gather(rows).unique()
+        n_accounts = int(self.df["_acct"][-1]) + 1
+        if accounts.len() * 4 > n_accounts:
+            return None
+        mark = pl.repeat(False, n_accounts, eager=True).scatter(accounts, True)
+        keep = mark.gather(self.df["_acct"])
+        if int(keep.sum()) * 2 > self.height:
+            return None
+        return self.col("_row").filter(keep), (keep.cast(pl.Int64).cum_sum() - 1).gather(rows)
 
     # -- windows ------------------------------------------------------------------------------------
 
@@ -313,6 +325,17 @@ class FeatureFrame:
             if name == "credit_sum_1h":  # money in before this event
                 out = out - pick(self.col("_amt_credit"))
             return out
+        if name in ("today_txn_count", "daily_count_ewma") and rows is not None and name not in self._cols:
+            subset = self._accounts_of(rows)
+            if subset is not None:
+                sub, where = subset
+                got = _daily(
+                    self.df["_acct"].gather(sub),
+                    self.df["ts_us"].gather(sub),
+                    self.col("txn").gather(sub),
+                    self.thresholds.ewma_alpha,
+                )
+                return got[0 if name == "today_txn_count" else 1].gather(where)
         if name in ("history_txns", "history_events", "hour", "kyc_rank", "today_txn_count", "daily_count_ewma",
                     "ip_is_proxy", "ip_bad_reputation"):  # fmt: skip
             return pick(self.col(name))
@@ -345,6 +368,11 @@ class FeatureFrame:
         if name in ("new_device", "known_devices", "new_ip", "new_counterparty"):
             return self._seen(name, positions)
         raise KeyError(name)
+
+    def type_is(self, kind: str, rows: pl.Series | None) -> pl.Series:
+        """Whether each row's event type is ``kind``, one of :data:`TYPES` (compared as codes)."""
+        code = self.col("_type") if rows is None else self.col("_type").gather(rows)
+        return code == TYPES.index(kind)
 
     def _event_type(self, rows: pl.Series | None) -> pl.Series:
         code = self.col("_type") if rows is None else self.col("_type").gather(rows)
@@ -403,7 +431,12 @@ class FeatureFrame:
 
     def _hashes(self, source: str, positions: pl.Series) -> pl.Series:
         """The 64-bit hash of a text column of the events, at sorted positions."""
-        return self.events[source].gather(self.df["_arrival"].gather(positions)).hash()
+        if positions.len() * 4 < self.height:
+            return self.events[source].gather(self.df["_arrival"].gather(positions)).hash()
+        name = f"_hash:{source}"
+        if name not in self._cols:  # hashing the text in place, then one gather of the hashes
+            self._cols[name] = self.events[source].hash().gather(self.df["_arrival"])
+        return self._cols[name].gather(positions)
 
     def _distinct(self, name: str, rows: pl.Series) -> pl.Series:
         """Distinct counterparties of payments, or addresses (less one), in the hour up to each row."""
@@ -424,12 +457,7 @@ class FeatureFrame:
         total = self.col("history_events").gather(rows)
         hour = self.col("hour")
         if int(total.sum() or 0) > _EXPAND_LIMIT:
-            same = (
-                pl.DataFrame({"a": self.df["_acct"], "h": hour})
-                .select(pl.int_range(pl.len(), dtype=pl.Int64).over("a", "h"))
-                .to_series()
-                .gather(rows)
-            )
+            same = self.col("_same_hour").gather(rows)
         else:
             members = self._members(self.col("_start").gather(rows), rows)
             mine = hour.gather(rows)
@@ -446,31 +474,54 @@ class FeatureFrame:
 
     def _seen(self, name: str, rows: pl.Series) -> pl.Series:
         """Devices, addresses or counterparties seen before each row, replayed on the rows' accounts."""
-        accounts = self.df["_acct"].gather(rows).unique()
-        n_accounts = int(self.df["_acct"][-1]) + 1 if self.height else 0
-        if accounts.len() * 2 < n_accounts:
-            mark = pl.repeat(False, n_accounts, eager=True).scatter(accounts, True)
-            keep = mark.gather(self.df["_acct"])
-            sub_rows = self.col("_row").filter(keep)
-            where = (keep.cast(pl.Int64).cum_sum() - 1).gather(rows)
-        else:
-            sub_rows, where = self.col("_row"), rows
+        subset = self._accounts_of(rows)
+        sub_rows, where = (self.col("_row"), rows) if subset is None else subset
         acct = self.df["_acct"].gather(sub_rows)
         ok = self.col("_ok").gather(sub_rows)
         bits = self.df["_bits"].gather(sub_rows)
         if name in ("new_device", "known_devices"):
             has = (bits & _HAS_DEV) != 0
             values = pl.select(pl.when(has).then(self._hashes("device_id", sub_rows))).to_series()
-            out = _devices(acct, values, ok, (bits & _UNBIND) != 0)[name]
+            unbind = (bits & _UNBIND) != 0
+            new, known = _first_seen(acct, values, ok & ~unbind)
+            out = new if name == "new_device" else known
+            removing = acct.filter(has & ok & unbind).unique()
+            if removing.len():  # accounts that unbound a device: replayed with removals
+                mine = acct.is_in(removing.implode())
+                exact = _devices(acct.filter(mine), values.filter(mine), ok.filter(mine), unbind.filter(mine))
+                out = out.scatter(pl.int_range(acct.len(), eager=True).filter(mine), exact[name])
         elif name == "new_ip":
             has = (bits & _HAS_IP) != 0
             values = pl.select(pl.when(has).then(self._hashes("ip", sub_rows))).to_series()
-            out = _new_value(acct, values, values.is_not_null() & ok)
+            out = _first_seen(acct, values, values.is_not_null() & ok)[0]
         else:
             has = (bits & _HAS_CP) != 0
             values = pl.select(pl.when(has).then(self._hashes("counterparty", sub_rows))).to_series()
-            out = _new_value(acct, values, values.is_not_null())
+            out = _first_seen(acct, values, values.is_not_null())[0]
         return out.gather(where)
+
+
+def _daily(acct: pl.Series, ts: pl.Series, txn: pl.Series, alpha: float) -> tuple[pl.Series, pl.Series]:
+    """Payments so far today (UTC day) and the EWMA of the earlier days' counts, for rows sorted by
+    (account, time): an account's events of one day are one run of rows."""
+    day = ts // DAY_US
+    new = ((acct != acct.shift(1)) | (day != day.shift(1))).fill_null(True)
+    row = pl.int_range(acct.len(), dtype=pl.Int64, eager=True)
+    start = pl.select(pl.when(new).then(row).forward_fill()).to_series()
+    counts = txn.cast(pl.Int64)
+    cum = counts.cum_sum()
+    today = cum - (cum.gather(start) - counts.gather(start))
+    is_end = new.shift(-1, fill_value=True)
+    run = new.cast(pl.Int64).cum_sum() - 1
+    daily = pl.DataFrame({"_acct": acct.filter(is_end), "_n": today.filter(is_end)}).select(
+        pl.col("_n")
+        .cast(pl.Float64)
+        .ewm_mean(alpha=alpha, adjust=False)
+        .shift(1)
+        .over("_acct")
+        .fill_null(0.0)
+    )
+    return today, daily.to_series().gather(run)
 
 
 def _by_query(got: pl.DataFrame, count: int, dtype: pl.DataType) -> pl.Series:
@@ -482,12 +533,30 @@ def _by_query(got: pl.DataFrame, count: int, dtype: pl.DataType) -> pl.Series:
     )
 
 
-def _new_value(acct: pl.Series, values: pl.Series, adds: pl.Series) -> pl.Series:
-    """A value the account had not added before, while it had added some other value before."""
-    frame = pl.DataFrame({"_acct": acct, "_v": values, "_add": adds.cast(pl.Int64)})
-    seen_any = pl.col("_add").cum_sum().over("_acct") - pl.col("_add")
-    seen_this = pl.col("_add").cum_sum().over(["_acct", "_v"]) - pl.col("_add")
-    return frame.select(pl.col("_v").is_not_null() & (seen_any > 0) & (seen_this == 0)).to_series()
+def _first_seen(acct: pl.Series, values: pl.Series, adds: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """For rows sorted by (account, time), where ``adds`` rows add their value to the account's set
+    (never removed): whether each row's value is new while the set is not empty, and the set's
+    size before the row. The first time a pair (account, value) is added is its first appearance
+    among the adding rows, so no grouping is needed."""
+    n = acct.len()
+    row = pl.int_range(n, dtype=pl.Int64, eager=True)
+    has = values.is_not_null()
+    adding = row.filter(adds & has)
+    pairs = pl.DataFrame({"a": acct.gather(adding), "v": values.gather(adding)})
+    first = pairs.select(pl.struct("a", "v").is_first_distinct()).to_series()
+    firsts = adding.filter(first)
+    flag = pl.repeat(0, n, dtype=pl.Int64, eager=True).scatter(firsts, 1)
+    before = flag.cum_sum() - flag  # first additions before each row
+    start = pl.select(pl.when(acct != acct.shift(1, fill_value=-1)).then(row).forward_fill()).to_series()
+    known = before - before.gather(start)
+    seen = pl.repeat(False, n, eager=True).scatter(adding.filter(~first), True)
+    others = row.filter(has & ~adds)  # rows with a value that do not add it: seen if added earlier
+    if others.len():
+        added = pl.DataFrame({"a": acct.gather(firsts), "v": values.gather(firsts), "at": firsts})
+        asked = pl.DataFrame({"a": acct.gather(others), "v": values.gather(others)})
+        at = asked.join(added, on=["a", "v"], how="left", maintain_order="left")["at"]
+        seen = seen.scatter(others, (at < others).fill_null(False))
+    return has & (known > 0) & ~seen, known
 
 
 def _devices(acct: pl.Series, dev: pl.Series, ok: pl.Series, unbind: pl.Series) -> pl.DataFrame:
@@ -547,14 +616,15 @@ def _flags(events: pl.DataFrame, want: set[str], ranges: IpRanges) -> pl.Expr:
     """Every per-event flag the features need, packed in one integer (one gather for all)."""
     kind = pl.col("type")
     is_txn, is_login = kind == "transaction", kind == "login"
-    has_ip = (is_login | is_txn) & (pl.col("ip").fill_null("") != "")
-    code = kind.replace_strict(
-        {t: i for i, t in enumerate(TYPES)}, default=_OTHER_TYPE, return_dtype=pl.Int32
-    ).fill_null(_OTHER_TYPE)
+    has_ip = (is_login | is_txn) & _text(pl.col("ip"))
+    code: pl.Expr = pl.lit(_OTHER_TYPE, dtype=pl.Int32)  # equality tests: cheaper than a lookup
+    for i, t in reversed(list(enumerate(TYPES))):
+        code = pl.when(kind == t).then(pl.lit(i, dtype=pl.Int32)).otherwise(code)
     ok = pl.when(is_login).then(pl.col("success").fill_null(True)).otherwise(True)
-    kyc = pl.when(kind == "kyc_update").then(
-        pl.col("level").replace_strict(KYC_RANK, default=_NO_KYC, return_dtype=pl.Int32)
-    )
+    kyc: pl.Expr = pl.lit(_NO_KYC, dtype=pl.Int32)
+    for level, rank in KYC_RANK.items():
+        kyc = pl.when(pl.col("level") == level).then(pl.lit(rank, dtype=pl.Int32)).otherwise(kyc)
+    kyc = pl.when(kind == "kyc_update").then(kyc)
     parts = [
         code,
         _bit(ok, _OK),
@@ -563,11 +633,10 @@ def _flags(events: pl.DataFrame, want: set[str], ranges: IpRanges) -> pl.Expr:
         _bit((kind == "device_binding") & (pl.col("action") == "unbind"), _UNBIND),
         _bit(has_ip, _HAS_IP),
         _bit(
-            kind.is_in(["login", "transaction", "device_binding"])
-            & (pl.col("device_id").fill_null("") != ""),
+            kind.is_in(["login", "transaction", "device_binding"]) & _text(pl.col("device_id")),
             _HAS_DEV,
         ),
-        _bit(is_txn & (pl.col("counterparty").fill_null("") != ""), _HAS_CP),
+        _bit(is_txn & _text(pl.col("counterparty")), _HAS_CP),
         pl.col("hour").cast(pl.Int32).clip(0, 23) * (1 << _HOUR_SHIFT),
         kyc.fill_null(_NO_KYC) * (1 << _KYC_SHIFT),
     ]
@@ -585,6 +654,11 @@ def _flags(events: pl.DataFrame, want: set[str], ranges: IpRanges) -> pl.Expr:
         if bad:
             parts.append(_bit(has_ip & pl.col("ip").is_in(bad), _BAD))
     return pl.sum_horizontal(parts).cast(pl.Int32).alias("_bits")
+
+
+def _text(column: pl.Expr) -> pl.Expr:
+    """Present and not empty."""
+    return (column.str.len_bytes() > 0).fill_null(False)
 
 
 def _bit(test: pl.Expr, flag: int) -> pl.Expr:
@@ -624,8 +698,14 @@ def _order(events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         unit *= 1000  # microseconds, then milliseconds, then seconds
     key = acct * (1 << time_bits) + (ts - low) // unit
     out = pl.DataFrame({"_key": key, "_acct": acct, "_arrival": order, "ts_us": ts})
-    if n and (key.diff() < 0).any():  # some events arrived out of time order
-        out = out.sort(["_key"] if unit == 1 else ["_acct", "ts_us"], maintain_order=True)
+    late = acct.filter(key.diff() < 0)
+    if late.len():  # some events arrived out of time order: sort those accounts' rows again
+        mark = pl.repeat(False, accounts, eager=True).scatter(late.unique(), True)
+        where = pl.int_range(n, dtype=pl.Int64, eager=True).filter(mark.gather(acct))
+        part = out[where].with_columns(_at=where)
+        part = part.sort(["_key"] if unit == 1 else ["_acct", "ts_us"], maintain_order=True)
+        out = out.with_columns(_at=pl.int_range(n, dtype=pl.Int64))
+        out = out[out["_at"].scatter(where, part["_at"])].drop("_at")
     return out, unit
 
 

@@ -229,6 +229,24 @@ def cost(node: ast.expr) -> int:
     return max((COST.get(n, 0) for n in read_by(node)), default=0)
 
 
+def type_test(node: ast.expr) -> tuple[str, bool] | None:
+    """``event_type == "kind"`` (or ``!=``, or mirrored): (kind, whether equal is wanted)."""
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1):
+        return None
+    sides = (node.left, node.comparators[0])
+    op = node.ops[0]
+    for name, value in (sides, sides[::-1]):
+        if (
+            isinstance(name, ast.Name)
+            and name.id == "event_type"
+            and isinstance(value, ast.Constant)
+            and isinstance(value.value, str)
+            and isinstance(op, ast.Eq | ast.NotEq)
+        ):
+            return value.value, isinstance(op, ast.Eq)
+    return None
+
+
 def count_test(node: ast.expr) -> tuple[str, int] | None:
     """``feature >= k`` (or ``> k``, or mirrored) for a window count or a bounded distinct count:
     (feature, the least whole k that passes)."""
