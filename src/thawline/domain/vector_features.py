@@ -84,6 +84,7 @@ _OK, _CREDIT, _SENSITIVE, _UNBIND, _HAS_IP, _HAS_DEV, _HAS_CP, _PROXY, _BAD, _IN
     1 << i for i in range(3, 13)
 )
 _HOUR_SHIFT, _KYC_SHIFT = 13, 18
+_FLAGS = {"_ok": _OK, "ip_is_proxy": _PROXY, "ip_bad_reputation": _BAD, "_in": _IN}
 _NO_KYC = 7
 
 # Window counts: (members, span). A test ``count >= k`` is exact from the members' keys alone.
@@ -108,19 +109,13 @@ SUMS: dict[str, tuple[str, str]] = {
 
 # What computing a feature at r rows costs, roughly; rules test their cheap conjuncts first.
 COST: dict[str, int] = dict.fromkeys(FEATURES, 0)
-COST.update({k: 3 for k in (*COUNTS, *SUMS)})
-COST.update(
-    {k: 2 for k in ("currency", "direction", "channel", "profile_field", "ip_is_proxy", "ip_bad_reputation")}
-)
-COST.update({k: 4 for k in ("today_txn_count", "daily_count_ewma")})
-COST.update(
-    {
-        k: 5
-        for k in ("amount_median", "amount_max", "amount_mad", "distinct_counterparties_1h", "ip_changes_1h")
-    }
-)
-COST.update({k: 5 for k in ("new_device", "known_devices", "new_ip", "new_counterparty", "hour_share")})
+COST.update(dict.fromkeys((*COUNTS, *SUMS), 3))
+COST.update(dict.fromkeys(("currency", "direction", "channel", "profile_field"), 2))
+COST.update(dict.fromkeys(("today_txn_count", "daily_count_ewma"), 4))
+COST.update(dict.fromkeys(("amount_median", "amount_max", "amount_mad", *BOUNDED), 5))
+COST.update(dict.fromkeys(("new_device", "known_devices", "new_ip", "new_counterparty", "hour_share"), 5))
 
+_MIX = 0x9E3779B97F4A7C15  # an odd 64-bit constant (the golden ratio's) to spread account ranks
 _EXPAND_LIMIT = 40_000_000  # window members expanded at once; beyond that, whole-history methods
 
 
@@ -155,7 +150,7 @@ class FeatureFrame:
 
     # -- base columns (whole history, cached) ------------------------------------------------------
 
-    def col(self, name: str) -> pl.Series:  # noqa: PLR0911, PLR0912 — one branch per column
+    def col(self, name: str) -> pl.Series:  # noqa: PLR0912 — one branch per column
         """A whole-history helper column in sorted order (computed once)."""
         got = self._cols.get(name)
         if got is not None:
@@ -163,14 +158,14 @@ class FeatureFrame:
         df, bits = self.df, self.df["_bits"]
         if name in ("_key", "_acct", "_arrival", "_bits", "_amt", "ts_us"):
             return df[name]
-        if name == "_row":
+        if name in _FLAGS:
+            out = (bits & _FLAGS[name]) != 0
+        elif name == "_row":
             out = pl.int_range(self.height, dtype=pl.Int64, eager=True)
         elif name == "_type":
             out = bits & _TYPE_MASK
         elif name == "txn":
             out = self.col("_type") == 1
-        elif name == "_ok":
-            out = (bits & _OK) != 0
         elif name == "hour":
             out = ((bits // (1 << _HOUR_SHIFT)) & 0b11111).cast(pl.Int8)
         elif name == "_start":  # each row's account's first row
@@ -200,12 +195,6 @@ class FeatureFrame:
         elif name in ("today_txn_count", "daily_count_ewma"):
             self._daily()
             return self._cols[name]
-        elif name == "ip_is_proxy":
-            out = (bits & _PROXY) != 0
-        elif name == "ip_bad_reputation":
-            out = (bits & _BAD) != 0
-        elif name == "_in":
-            out = (bits & _IN) != 0
         elif name == "_first":  # the first row of each account
             out = df["_acct"] != df["_acct"].shift(1, fill_value=-1)
         else:
@@ -336,8 +325,7 @@ class FeatureFrame:
                     self.thresholds.ewma_alpha,
                 )
                 return got[0 if name == "today_txn_count" else 1].gather(where)
-        if name in ("history_txns", "history_events", "hour", "kyc_rank", "today_txn_count", "daily_count_ewma",
-                    "ip_is_proxy", "ip_bad_reputation"):  # fmt: skip
+        if name in _COLUMNS:
             return pick(self.col(name))
         if name == "amount":
             return pick(self.df["_amt"])
@@ -524,7 +512,7 @@ def _daily(acct: pl.Series, ts: pl.Series, txn: pl.Series, alpha: float) -> tupl
     return today, daily.to_series().gather(run)
 
 
-def _by_query(got: pl.DataFrame, count: int, dtype: pl.DataType) -> pl.Series:
+def _by_query(got: pl.DataFrame, count: int, dtype: pl.DataType | type[pl.DataType]) -> pl.Series:
     """Per-query values (``_q``, ``v``) as a series of ``count`` values in query order (null if absent)."""
     return (
         pl.DataFrame({"_q": pl.int_range(count, dtype=pl.UInt32, eager=True)})
@@ -542,8 +530,10 @@ def _first_seen(acct: pl.Series, values: pl.Series, adds: pl.Series) -> tuple[pl
     row = pl.int_range(n, dtype=pl.Int64, eager=True)
     has = values.is_not_null()
     adding = row.filter(adds & has)
-    pairs = pl.DataFrame({"a": acct.gather(adding), "v": values.gather(adding)})
-    first = pairs.select(pl.struct("a", "v").is_first_distinct()).to_series()
+    # One 64-bit value per (account, value): the value's hash mixed with the account's rank (a
+    # collision is as unlikely as one of the hashes themselves).
+    pair = values.cast(pl.UInt64) ^ (acct.cast(pl.UInt64) * _MIX)
+    first = pair.gather(adding).is_first_distinct()
     firsts = adding.filter(first)
     flag = pl.repeat(0, n, dtype=pl.Int64, eager=True).scatter(firsts, 1)
     before = flag.cum_sum() - flag  # first additions before each row
@@ -552,9 +542,9 @@ def _first_seen(acct: pl.Series, values: pl.Series, adds: pl.Series) -> tuple[pl
     seen = pl.repeat(False, n, eager=True).scatter(adding.filter(~first), True)
     others = row.filter(has & ~adds)  # rows with a value that do not add it: seen if added earlier
     if others.len():
-        added = pl.DataFrame({"a": acct.gather(firsts), "v": values.gather(firsts), "at": firsts})
-        asked = pl.DataFrame({"a": acct.gather(others), "v": values.gather(others)})
-        at = asked.join(added, on=["a", "v"], how="left", maintain_order="left")["at"]
+        added = pl.DataFrame({"p": pair.gather(firsts), "at": firsts})
+        asked = pl.DataFrame({"p": pair.gather(others)})
+        at = asked.join(added, on="p", how="left", maintain_order="left")["at"]
         seen = seen.scatter(others, (at < others).fill_null(False))
     return has & (known > 0) & ~seen, known
 
@@ -604,6 +594,9 @@ _MEMBERS: dict[str, Callable[[FeatureFrame], pl.Series]] = {
     "_amt_txn": lambda f: f.df["_amt"],
     "_amt_credit": _amount_of("credit"),
 }
+_COLUMNS = frozenset(
+    {"history_txns", "history_events", "hour", "kyc_rank", "today_txn_count", "daily_count_ewma", *_FLAGS}
+)
 _TEXT = {
     "currency": ("currency", "transaction"),
     "direction": ("direction", "transaction"),
@@ -690,8 +683,8 @@ def _order(events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     acct = (codes != codes.shift(1, fill_value=-1)).cast(pl.Int64).cum_sum() - 1
     ts = events["ts_us"].cast(pl.Int64).gather(order)
     accounts = int(acct[-1]) + 1 if n else 1
-    low = int(ts.min() or 0)  # type: ignore[arg-type]
-    spread = int(ts.max() or 0) - low + 2 * max(SPANS_US.values())  # type: ignore[operator]
+    low, high = (int(ts.min() or 0), int(ts.max() or 0)) if n else (0, 0)  # type: ignore[arg-type]
+    spread = high - low + 2 * max(SPANS_US.values())
     time_bits = 62 - accounts.bit_length()
     unit = 1
     while spread // unit >= 1 << time_bits:
