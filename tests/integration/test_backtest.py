@@ -3,7 +3,8 @@ recommend the right threshold, and the database path reads stored events and app
 
 from __future__ import annotations
 
-from datetime import timedelta
+import random
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sqlalchemy import select
 
 from tests import lifecycle as lc
 from thawline.adapters.db.schema import appeal, risk_decision
+from thawline.domain import vector_features
 from thawline.domain.backtest import Outcomes, Sweep, compare, event_hits, replay, sweep_table
 from thawline.domain.events import Event, Transaction
 from thawline.domain.features import AccountState, IpRanges, Thresholds
@@ -252,3 +254,104 @@ def test_a_backtest_from_the_database_replays_stored_events_with_appeal_outcomes
     logged = [e for e in entries if e["action"] == "rules.backtested"]
     assert logged[-1]["details"]["freezes_removed"] == 2
     assert logged[-1]["details"]["wrongful_rate_live"] == "0.5"
+
+
+FEATURE_RULES = """
+rules:
+""" + "".join(
+    f"""  - id: {rid}
+    category: behavior
+    name: {{en: {rid}, zh-CN: {rid}}}
+    explanation: {{en: Test., zh-CN: 测试。}}
+    when: '{when}'
+    action: review
+"""
+    for rid, when in {
+        "dev": "new_device and known_devices >= 2",
+        "dev_failed": 'event_type == "login" and not success and new_device',
+        "ip": "new_ip or ip_is_proxy or ip_bad_reputation",
+        "cp": "new_counterparty and amount > 100",
+        "median": 'event_type == "transaction" and amount > 3 * amount_median',
+        "mad": "history_txns >= 3 and amount > amount_median + 2 * amount_mad",
+        "max": "history_txns >= 2 and amount >= amount_max",
+        "hour": "history_events >= 5 and hour_share < 0.15",
+        "kyc": "kyc_rank == 1 and txn_sum_24h > 500",
+        "daily": "today_txn_count >= 3 and today_txn_count >= 2 * daily_count_ewma",
+        "ip_changes": "ip_changes_1h >= 2",
+        "fanout": "distinct_counterparties_1h > 2.5",
+        "profile": "sensitive_changes_24h >= 1 and 2 <= profile_changes_24h",
+        "near": "near_threshold_24h >= 2 or near_threshold_7d >= 3",
+        "failures": "login_failures_1h > 1.5",
+        "credit": 'credit_sum_1h >= 1000 and direction == "debit" and amount >= 0.5 * credit_sum_1h',
+        "small": "small_txn_count_10m >= 3 or txn_count_1m >= 3",
+        "field": 'profile_field in ["phone", "bank_card"] and txn_count_7d + 1 > 5',
+    }.items()
+)
+
+
+def _random_history(seed: int) -> list[dict[str, object]]:
+    """A few accounts' dense, repetitive history (devices, addresses and counterparties from small
+    pools, unbinds, failed logins, KYC changes, near-threshold and tiny payments), sent partly out of
+    time order."""
+    rng = random.Random(seed)
+    rows: list[dict[str, object]] = []
+    for a in range(12):
+        account = f"acc_{a}"
+        t = 1_790_000_000 + rng.randrange(3600)
+        for i in range(rng.randrange(40, 160)):
+            t += rng.choice([1, 5, 20, 60, 300, 900, 3600, 5 * 3600])
+            at = datetime.fromtimestamp(t + rng.random(), tz=timezone(timedelta(hours=8))).isoformat()
+            base = {"id": f"{account}-{i}", "account_id": account, "occurred_at": at}
+            device = f"dev_{rng.randrange(4)}"
+            ip = rng.choice(["10.0.0.1", "10.0.0.2", "10.0.0.3", "198.51.100.7", "203.0.113.9"])
+            kind = rng.choices(["transaction", "login", "profile_change", "kyc_update", "device_binding"],
+                               [60, 30, 5, 2, 3])[0]  # fmt: skip
+            if kind == "transaction":
+                amount = rng.choice([rng.uniform(1, 9), rng.uniform(10, 500), rng.uniform(500, 5000),
+                                     rng.uniform(45_000, 49_999)])  # fmt: skip
+                row = {"transaction_id": f"{account}-t{i}", "amount": f"{amount:.2f}", "currency": "CNY",
+                       "direction": rng.choice(["debit", "credit"]), "counterparty": f"cp_{rng.randrange(6)}",
+                       "channel": "app", "ip": ip, "device_id": device}  # fmt: skip
+            elif kind == "login":
+                row = {"ip": ip, "device_id": device, "success": rng.random() > 0.3}
+            elif kind == "profile_change":
+                row = {"field": rng.choice(["phone", "email", "password", "bank_card", "address"])}
+            elif kind == "kyc_update":
+                row = {"level": rng.choice(["none", "basic", "full"])}
+            else:
+                row = {"device_id": device, "action": rng.choice(["bind", "unbind"])}
+            rows.append(base | {"type": kind} | row)
+    rows.sort(key=lambda r: str(r["occurred_at"]))
+    for i in range(0, len(rows) - 3, 17):  # some events arrive after later ones
+        rows[i], rows[i + 3] = rows[i + 3], rows[i]
+    return rows
+
+
+@pytest.mark.parametrize(("seed", "expand"), [(1, True), (2, True), (3, True), (1, False), (4, False)])
+def test_every_feature_agrees_with_the_live_engine_on_a_dense_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, expand: bool
+) -> None:
+    if not expand:  # the whole-history methods (rolling statistics, one sort by hour) instead
+        monkeypatch.setattr(vector_features, "_EXPAND_LIMIT", 0)
+    rows = _random_history(seed)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows))
+    (tmp_path / "accounts.jsonl").write_bytes(
+        b"\n".join(orjson.dumps({"id": f"acc_{a}", "kyc_level": ["none", "basic"][a % 2]}) for a in range(12))
+    )
+    rules = Ruleset.from_yaml(FEATURE_RULES)
+    ranges = IpRanges.parse(["198.51.100.0/24"], ["203.0.113.0/24"])
+    history = service.load_files(path)
+    events = TypeAdapter(list[Event]).validate_python(rows)
+    states: dict[str, AccountState] = {}
+    expected = {}
+    for e in sorted(events, key=lambda e: e.occurred_at):
+        st = states.get(e.account_id)
+        if st is None:
+            st = states[e.account_id] = AccountState(e.account_id, kyc_level=history.kyc[e.account_id])
+        expected[e.id] = frozenset(h.rule.id for h in rules.evaluate(st.observe(e, ranges, Thresholds())))
+    result = replay(history.events, rules, rules, ip_ranges=ranges, kyc=history.kyc)
+    got = event_hits(result, history.events["id"], "live")
+    assert {e: (expected[e], got[e]) for e in expected if expected[e] != got[e]} == {}
+    fired = {r for v in expected.values() for r in v}
+    assert len(fired) >= 14, sorted({r.id for r in rules.rules} - fired)

@@ -11,7 +11,6 @@ appeal decisions from the database.
 from __future__ import annotations
 
 import ast
-
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any

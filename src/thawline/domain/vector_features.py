@@ -381,9 +381,11 @@ class FeatureFrame:
         )
 
     def _baseline(self, name: str, rows: pl.Series) -> pl.Series:
-        """Median, maximum or MAD of the account's last 64 payment amounts before each row."""
+        """Median, maximum or MAD of the account's recent payment amounts before each row: the engine
+        keeps the last 64 amounts, a payment's own among them, so a payment sees the 63 before it."""
         hi = self.col("_txns_before").gather(rows)
-        lo = hi - self.col("history_txns").gather(rows).clip(upper_bound=RECENT_AMOUNTS)
+        width = RECENT_AMOUNTS - self.col("txn").gather(rows).cast(pl.Int64)
+        lo = hi - pl.select(pl.min_horizontal(self.col("history_txns").gather(rows), width)).to_series()
         if name != "amount_mad" and rows.len() * RECENT_AMOUNTS > _EXPAND_LIMIT:
             return self._rolling(name).gather(rows)
         amounts = self.df["_amt"].filter(self.col("txn"))
@@ -402,19 +404,30 @@ class FeatureFrame:
         return _by_query(got, rows.len(), pl.Float64).fill_null(0.0)  # no earlier payment: 0
 
     def _rolling(self, name: str) -> pl.Series:
-        """Median or maximum of the last 64 amounts, for every row (whole-history method)."""
+        """Median or maximum of the recent amounts (see :meth:`_baseline`), for every row: rolling
+        statistics over the account's payments (whole-history method)."""
         cached = self._cols.get(name)
         if cached is not None:
             return cached
+        amt = pl.col("_amt")
         txns = self.df.filter(self.col("txn")).select(
-            med=pl.col("_amt").rolling_median(RECENT_AMOUNTS, min_samples=1).over("_acct"),
-            top=pl.col("_amt").rolling_max(RECENT_AMOUNTS, min_samples=1).over("_acct"),
+            **{
+                f"{stat}{n}": getattr(amt, f"rolling_{stat}")(n, min_samples=1).over("_acct")
+                for stat in ("median", "max")
+                for n in (RECENT_AMOUNTS, RECENT_AMOUNTS - 1)
+            }
         )
         last = (self.col("_txns_before") - 1).clip(lower_bound=0)
         has = self.col("history_txns") > 0
-        for key, column in (("amount_median", "med"), ("amount_max", "top")):
-            values = txns[column].gather(last) if txns.height else pl.repeat(0.0, self.height, eager=True)
-            self._cols[key] = pl.select(pl.when(has).then(values).otherwise(0.0)).to_series()
+        txn = self.col("txn")
+        for stat in ("median", "max"):
+            if not txns.height:
+                self._cols[f"amount_{stat}"] = pl.repeat(0.0, self.height, eager=True)
+                continue
+            wide, narrow = (txns[f"{stat}{n}"].gather(last) for n in (RECENT_AMOUNTS, RECENT_AMOUNTS - 1))
+            self._cols[f"amount_{stat}"] = pl.select(
+                pl.when(~has).then(0.0).when(txn).then(narrow).otherwise(wide)
+            ).to_series()
         return self._cols[name]
 
     def _hashes(self, source: str, positions: pl.Series) -> pl.Series:

@@ -258,18 +258,18 @@ def count_test(node: ast.expr) -> tuple[str, int] | None:
         if flipped is None:
             return None
         left, right, op = right, left, flipped()
-    if not (isinstance(left, ast.Name) and isinstance(right, ast.Constant)):
+    if not (
+        isinstance(left, ast.Name)
+        and (left.id in COUNTS or left.id in BOUNDED)
+        and isinstance(right, ast.Constant)
+        and isinstance(right.value, int | float)
+        and not isinstance(right.value, bool)
+        and math.isfinite(right.value)
+        and isinstance(op, ast.GtE | ast.Gt)
+    ):
         return None
     value = right.value
-    if left.id not in COUNTS and left.id not in BOUNDED:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    if isinstance(op, ast.GtE):
-        return left.id, math.ceil(value)
-    if isinstance(op, ast.Gt):
-        return left.id, math.floor(value) + 1
-    return None
+    return left.id, math.ceil(value) if isinstance(op, ast.GtE) else math.floor(value) + 1
 
 
 # -- thresholds -----------------------------------------------------------------------------------
