@@ -8,6 +8,7 @@ Prints one JSON object (``bench/analytics.py`` merges :func:`measure`'s dict int
   candidate (one threshold lowered) — features of both, every rule, the comparison — on a simulated
   world's Parquet, tiled (account ids suffixed) to ``backtest_events`` events. Reading Parquet is
   timed separately (``backtest_load_seconds``).
+- ``backtest_stage_seconds``: where the replay's time went (sort, rules, compare).
 - ``backtest_agreement_rate``: on a smaller world, the share of events whose fired rules are the same
   in the vectorised replay and in the live engine's own code (one event at a time, time order).
 """
@@ -91,9 +92,18 @@ def measure(quick: bool) -> dict[str, Any]:
         load = time.perf_counter() - started
         history = _tile(history, copies)
         service.run(history, live, candidate)  # warm-up: imports, Polars' thread pool
+        stages: dict[str, float] = {}
+        marks = [("start", time.perf_counter())]
+
+        def lap(stage: str, _done: int, _total: int) -> None:
+            now = time.perf_counter()
+            stages[marks[-1][0]] = stages.get(marks[-1][0], 0.0) + now - marks[-1][1]
+            marks.append((stage, now))
+
         started = time.perf_counter()
-        report = service.run(history, live, candidate)
+        report = service.run(history, live, candidate, progress=lap)
         seconds = time.perf_counter() - started
+        lap("end", 0, 0)
         rate = agreement(_world(Path(tmp) / "small", small, 30, "jsonl"))
     events = history.events.height
     return {
@@ -101,6 +111,9 @@ def measure(quick: bool) -> dict[str, Any]:
         "backtest_events": events,
         "backtest_seconds": round(seconds, 3),
         "backtest_load_seconds": round(load * copies, 3),
+        # sort: ordering and gathering the columns; rules: testing every condition, features included;
+        # compare: freezes added and removed, per rule, accuracy
+        "backtest_stage_seconds": {k: round(v, 3) for k, v in stages.items() if k in ("sort", "rules", "compare")},
         "backtest_agreement_rate": round(rate, 6),
         "backtest_freezes_added": report["freezes_added"]["accounts"],
         "backtest_threads": pl.thread_pool_size(),

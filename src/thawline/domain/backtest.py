@@ -118,9 +118,11 @@ def replay(
         blacklisted=blacklisted,
         progress=step,
     )
-    step("rules")
     tester = _Tester(frame)
-    by_text = {text: tester.fires(node, None) for text, node in trees.items()}
+    by_text = {}
+    for i, (text, node) in enumerate(trees.items()):
+        step(f"rules {i}/{len(trees)}")
+        by_text[text] = tester.fires(node, None)
     fired = {column: by_text[text] for column, text in columns.items()}
     return Replay(fired, {"live": live, "candidate": candidate}, frame, sweep_sources)
 

@@ -252,12 +252,15 @@ def run(
             raise InvalidInputError(f"the candidate has no rule '{sweep.rule_id}'", field="sweep") from None
     if history.events.is_empty():
         raise InvalidInputError("no events in the chosen period", field="since")
-    stages = ["windows", "baselines", "identities", "amount_mad", "distinct_counterparties_1h",
-              "ip_changes_1h", "rules"]  # fmt: skip
     step = progress or (lambda _s, _d, _t: None)
+    tests = [1]  # conditions to test; known once the replay names them ("rules i/n")
 
     def advance(stage: str) -> None:
-        step(stage, stages.index(stage) + 1 if stage in stages else 0, len(stages) + 1)
+        if stage.startswith("rules "):
+            done, tests[0] = (int(x) for x in stage.split()[1].split("/"))
+            step("rules", done + 1, tests[0] + 2)
+        else:
+            step(stage, 1, tests[0] + 2)
 
     try:
         result = replay(
@@ -272,11 +275,11 @@ def run(
         )
     except ValueError as exc:
         raise InvalidInputError(str(exc), field="sweep" if sweep else "candidate") from None
+    step("compare", tests[0] + 1, tests[0] + 2)
     report = compare(result, history.outcomes)
     report["source"] = history.source
     if sweep is not None:
         report["sweep"] = sweep_table(result, sweep, history.outcomes)
-    step("compare", len(stages) + 1, len(stages) + 1)
     return report
 
 
