@@ -312,8 +312,6 @@ class AccountState:
             if self.small < 0:
                 self.small = small
             self._add(ts, amount, party, direction == "credit", before)
-            self.slide(_W10M, now)
-            self.slide(_W1H, now)
             device = event.device_id
             self.pending = (device, False, ip, party)
             f = Features(
@@ -396,34 +394,61 @@ class AccountState:
         """Transactions in the 10 min window below ``small`` (a threshold other than the counted one)."""
         return sum(1 for a in self.amounts[self.starts[_W10M] :] if a < small)
 
-    def _add(self, ts: float, amount: float, party: str, credit: bool, before: float) -> None:
-        """Put a transaction into the windows, in time order (a late one lands where its time says)."""
-        times, starts = self.times, self.starts
+    def _add(self, ts: float, amount: float, party: str, credit: bool, before: float) -> None:  # noqa: PLR0912
+        """Put a transaction into the windows and slide them all to ``self.newest``.
+
+        The float operations on each running sum are those of sliding at every event: first what
+        fell out before this event (up to ``before``, the newest time until now), then the addition,
+        then what falls out now.
+        """
+        times, amounts, starts, sums = self.times, self.amounts, self.starts, self.sums
+        now = self.newest
         n = len(times)
-        for w, span in _SPAN_ITEMS:  # what fell out before this event: slid before the addition
-            start = starts[w]
-            if start < n and times[start] <= before - span:
+        if n and ts < times[-1]:  # late: it lands where its time says
+            for w in range(len(_SPANS)):
                 self.slide(w, before)
-        sums = self.sums
-        if not n or ts >= times[-1]:
-            times.append(ts)
-            self.amounts.append(amount)
-            self.parties.append(party)
-            self.credits.append(credit)
-            sums[0] += amount
-            sums[1] += amount
-            sums[2] += amount
-            sums[3] += amount
-            sums[4] += amount
-            if amount < self.small:
-                self.small_10m += 1
-            if party:
-                self.parties_1h[party] = self.parties_1h.get(party, 0) + 1
-        else:
             self._insert(ts, amount, party, credit)
-        if starts[4] >= _TRIM:
+            for w in range(len(_SPANS)):
+                self.slide(w, now)
+            return
+        times.append(ts)
+        amounts.append(amount)
+        self.parties.append(party)
+        self.credits.append(credit)
+        was_10m, was_1h = starts[_W10M], starts[_W1H]
+        for w, span in _SPAN_ITEMS:
+            i = starts[w]
+            total = sums[w]
+            edge = before - span
+            while i < n and times[i] <= edge:
+                total -= amounts[i]
+                i += 1
+            total += amount
+            edge = now - span
+            while i <= n and times[i] <= edge:  # index n is this transaction
+                total -= amounts[i]
+                i += 1
+            sums[w] = total
+            starts[w] = i
+        small = self.small
+        below = self.small_10m + (amount < small)
+        for a in amounts[was_10m : starts[_W10M]]:
+            if a < small:
+                below -= 1
+        self.small_10m = below
+        counts = self.parties_1h
+        if party:
+            counts[party] = counts.get(party, 0) + 1
+        for gone in self.parties[was_1h : starts[_W1H]]:
+            if gone:
+                left = counts[gone] - 1
+                if left:
+                    counts[gone] = left
+                else:
+                    del counts[gone]
+        if starts[-1] >= _TRIM:
             first = min(starts)
-            del times[:first], self.amounts[:first], self.parties[:first], self.credits[:first]
+            del times[:first], amounts[:first], self.parties[:first], self.credits[:first]
             self.starts = [s - first for s in starts]
 
     def _insert(self, ts: float, amount: float, party: str, credit: bool) -> None:
