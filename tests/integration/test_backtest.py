@@ -355,3 +355,18 @@ def test_every_feature_agrees_with_the_live_engine_on_a_dense_history(
     assert {e: (expected[e], got[e]) for e in expected if expected[e] != got[e]} == {}
     fired = {r for v in expected.values() for r in v}
     assert len(fired) >= 14, sorted({r.id for r in rules.rules} - fired)
+
+
+def test_addresses_are_classified_column_wise_as_the_engine_classifies_them() -> None:
+    rng = random.Random(5)
+    parts = ([10, 198, 203, 192, 1], [0, 51, 168], [100, 113, 1], range(256))
+    ips = [".".join(str(rng.choice(p)) for p in parts) for _ in range(2000)]
+    ips += ["01.2.3.4", "1.2.3", "256.1.1.1", "2001:db8::1", "::1", "not an ip", " 1.2.3.4", "0.0.0.0"]
+    ranges = IpRanges.parse(
+        ["198.51.100.0/24", "10.0.0.0/8", "2001:db8::/32"], ["203.0.113.0/24", "192.168.1.128/25"]
+    )
+    proxy, bad = vector_features.classify(pl.Series(list(dict.fromkeys(ips))), ranges)
+    assert set(proxy) == {ip for ip in ips if ranges.classify(ip)[0]}
+    assert set(bad) == {ip for ip in ips if ranges.classify(ip)[1]}
+    assert proxy  # both kinds occur
+    assert bad

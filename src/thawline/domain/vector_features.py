@@ -36,6 +36,7 @@ and the link graph at the time of the event, which a replay cannot rebuild; they
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -651,15 +652,42 @@ def _flags(events: pl.DataFrame, want: set[str], ranges: IpRanges) -> pl.Expr:
     else:
         parts.append(pl.lit(_IN, dtype=pl.Int32))
     if {"ip_is_proxy", "ip_bad_reputation"} & want:
-        ips = events["ip"].drop_nulls().unique().to_list()
-        table = {ip: ranges.classify(ip) for ip in ips if ip}
-        proxy = [ip for ip, (p, _b) in table.items() if p]
-        bad = [ip for ip, (_p, b) in table.items() if b]
+        proxy, bad = classify(events["ip"].drop_nulls().unique(), ranges)
         if proxy:
             parts.append(_bit(has_ip & pl.col("ip").is_in(proxy), _PROXY))
         if bad:
             parts.append(_bit(has_ip & pl.col("ip").is_in(bad), _BAD))
     return pl.sum_horizontal(parts).cast(pl.Int32).alias("_bits")
+
+
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"  # the only form ipaddress accepts
+
+
+def classify(ips: pl.Series, ranges: IpRanges) -> tuple[list[str], list[str]]:
+    """The addresses among ``ips`` (distinct text) that are proxies, and those with a bad reputation,
+    as :meth:`IpRanges.classify` decides: IPv4 addresses are tested against the IPv4 networks column-wise
+    (as 32-bit numbers), anything else (IPv6, unparseable text) one by one."""
+    frame = pl.DataFrame({"ip": ips.cast(pl.String)}).filter(pl.col("ip").str.len_bytes() > 0)
+    octets = pl.col("ip").str.extract_groups(_IPV4)
+    value = sum(
+        (octets.struct.field(str(i + 1)).cast(pl.Int64) * (1 << (24 - 8 * i)) for i in range(4)), pl.lit(0)
+    )
+    frame = frame.with_columns(_v=value)
+    v4, others = frame.filter(pl.col("_v").is_not_null()), frame.filter(pl.col("_v").is_null())
+
+    def inside(networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> list[str]:
+        tests = [
+            pl.col("_v") // (1 << (32 - n.prefixlen)) == int(n.network_address) >> (32 - n.prefixlen)
+            for n in networks
+            if isinstance(n, ipaddress.IPv4Network)
+        ]
+        return v4.filter(pl.any_horizontal(tests))["ip"].to_list() if tests else []
+
+    table = {ip: ranges.classify(ip) for ip in others["ip"].to_list()}
+    proxy = inside(ranges.proxy) + [ip for ip, (p, _b) in table.items() if p]
+    bad = inside(ranges.bad_reputation) + [ip for ip, (_p, b) in table.items() if b]
+    return proxy, bad
 
 
 def _text(column: pl.Expr) -> pl.Expr:
