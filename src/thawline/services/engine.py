@@ -299,7 +299,9 @@ class RiskEngine:
         paying = {e.account_id for e in fresh if e.type == "transaction" and e.direction == "debit"}
         risky = links.risky_links(uow, paying, now)
         index = self.list_index(uow)  # once per batch
-        rows, decisions = [], []
+        rows: list[list[Any]] = []
+        decided: list[tuple[str, str, list[Hit]]] = []
+        decisions: list[dict[str, Any]] = []
         acting: list[tuple[Any, Hit]] = []
         list_hits: dict[str, list[str]] = {}
         for e in fresh:
@@ -315,18 +317,8 @@ class RiskEngine:
             if blocked:
                 list_hits[e.id] = blocked
             hits = rules.evaluate(features)
-            result.accepted.append(Outcome(e.id, e.account_id, "allow", tuple(hits)))
-            rows.append(
-                {
-                    "id": e.id,
-                    "account_id": e.account_id,
-                    "type": e.type,
-                    "occurred_at": e.occurred_at,
-                    "received_at": now,
-                    "payload": seen_in_batch[e.id],
-                    "outcome": "allow",
-                }
-            )
+            decided.append((e.id, e.account_id, hits))
+            rows.append([e.id, e.account_id, e.type, e.occurred_at, now, seen_in_batch[e.id], "allow"])
             for h in hits:
                 decisions.append(
                     {
@@ -357,10 +349,13 @@ class RiskEngine:
             done = _EFFECT.get(applied_as, Action.ALLOW)
             if done > effective.get(d["event_id"], Action.ALLOW):
                 effective[d["event_id"]] = done
-        for r in rows:
-            r["outcome"] = effective.get(r["id"], Action.ALLOW).name.lower()
+        if effective:
+            for r in rows:
+                done = effective.get(r[0])
+                if done is not None:
+                    r[6] = done.name.lower()
         try:
-            insert_rows(uow.conn, event, _EVENT_COLUMNS, [[r[c] for c in _EVENT_COLUMNS] for r in rows])
+            insert_rows(uow.conn, event, _EVENT_COLUMNS, rows)
             insert_rows(
                 uow.conn,
                 risk_decision,
@@ -371,25 +366,28 @@ class RiskEngine:
             # Another request stored one of these ids meanwhile (PostgreSQL): retry, and it is a duplicate.
             raise ConflictError("some of these events were stored by a concurrent request; retry") from None
         uow.mark_changed()
+        # One Outcome per event, built once the actions are known (most events: allowed, no hits).
         result.accepted = [
-            Outcome(
-                o.event_id,
-                o.account_id,
-                effective.get(o.event_id, Action.ALLOW).name.lower(),
-                o.hits,
-                _freeze_of(applied, o),
+            Outcome(event_id, account_id, "allow")
+            if not hits
+            else Outcome(
+                event_id,
+                account_id,
+                effective.get(event_id, Action.ALLOW).name.lower(),
+                tuple(hits),
+                _freeze_of(applied, event_id, hits),
             )
-            for o in result.accepted
+            for event_id, account_id, hits in decided
         ]
         outcomes: dict[str, int] = {}
         for o in result.accepted:
             outcomes[o.outcome] = outcomes.get(o.outcome, 0) + 1
-        digest = hashlib.sha256(b"\n".join(r["id"].encode() + b"\x00" + r["payload"].encode() for r in rows))
+        digest = hashlib.sha256(b"\n".join(r[0].encode() + b"\x00" + r[5].encode() for r in rows))
         uow.record(
             LogRecord(
                 action="events.ingested",
                 actor=actor,
-                subject=Subject(ref=f"batch:{rows[0]['id']}"[:128]),
+                subject=Subject(ref=f"batch:{rows[0][0]}"[:128]),
                 details={
                     "accepted": len(rows),
                     "duplicates": len(result.duplicates),
@@ -546,9 +544,11 @@ def _with_links(h: Hit, paths: list[list[links.Link]]) -> dict[str, Any]:
     return values
 
 
-def _freeze_of(applied: dict[tuple[str, str], tuple[str, str | None]], o: Outcome) -> str | None:
-    for h in o.hits:
-        got = applied.get((o.event_id, h.rule.id))
+def _freeze_of(
+    applied: dict[tuple[str, str], tuple[str, str | None]], event_id: str, hits: list[Hit]
+) -> str | None:
+    for h in hits:
+        got = applied.get((event_id, h.rule.id))
         if got is not None and got[1] is not None:
             return got[1]
     return None
