@@ -351,9 +351,9 @@ class RiskEngine:
                 effective[d["event_id"]] = done
         if effective:
             for r in rows:
-                done = effective.get(r[0])
-                if done is not None:
-                    r[6] = done.name.lower()
+                strongest = effective.get(r[0])
+                if strongest is not None:
+                    r[6] = strongest.name.lower()
         try:
             insert_rows(uow.conn, event, _EVENT_COLUMNS, rows)
             insert_rows(
