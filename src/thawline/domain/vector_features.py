@@ -143,6 +143,7 @@ class FeatureFrame:
     default_kyc: str
     blacklisted: frozenset[str]
     _cols: dict[str, pl.Series] = field(default_factory=dict)
+    _gathered: dict[tuple[str, int], tuple[pl.Series, pl.Series]] = field(default_factory=dict)
 
     @property
     def height(self) -> int:
@@ -203,6 +204,19 @@ class FeatureFrame:
         self._cols[name] = out
         return out
 
+    def pick(self, name: str, rows: pl.Series | None) -> pl.Series:
+        """Helper column ``name`` at ``rows`` (all when None); the gather is kept for a large ``rows``,
+        which several rules narrow from (every payment, every login)."""
+        column = self.col(name)
+        if rows is None:
+            return column
+        if rows.len() * 8 < self.height:
+            return column.gather(rows)
+        got = self._gathered.get((name, id(rows)))
+        if got is None or got[0] is not rows:
+            got = self._gathered[(name, id(rows))] = (rows, column.gather(rows))
+        return got[1]
+
     def account_ids(self, rows: pl.Series) -> pl.Series:
         """The account id (text) of each row in ``rows``."""
         return self.events["account_id"].gather(self.df["_arrival"].gather(rows))
@@ -213,10 +227,8 @@ class FeatureFrame:
         return values(self.account_ids(firsts)).gather(self.df["_acct"])
 
     def _kyc_rank(self) -> pl.Series:
-        bits = self.df["_bits"]
-        level = (bits // (1 << _KYC_SHIFT)) & 0b111
-        own = pl.select(pl.when(level != _NO_KYC).then(level)).to_series()
-        last = pl.select(pl.when(own.is_not_null()).then(self.col("_row")).forward_fill()).to_series()
+        """The account's KYC level before its first event, then the level of its latest KYC update
+        (that update's own row included); only accounts with updates are looked at row by row."""
         initial = self._per_account(
             lambda ids: ids.replace_strict(
                 {a: KYC_RANK.get(v, 0) for a, v in self.kyc.items()},
@@ -224,11 +236,22 @@ class FeatureFrame:
                 return_dtype=pl.Int64,
             )
         )
-        return pl.select(
-            pl.when(last.fill_null(-1) >= self.col("_start"))
-            .then(own.forward_fill().cast(pl.Int64))
-            .otherwise(initial)
-        ).to_series()
+        level = (self.df["_bits"] // (1 << _KYC_SHIFT)) & 0b111
+        updated = self.df["_acct"].filter(level != _NO_KYC).unique()
+        if updated.is_empty():
+            return initial
+        mark = pl.repeat(False, int(self.df["_acct"][-1]) + 1, eager=True).scatter(updated, True)
+        rows = self.col("_row").filter(mark.gather(self.df["_acct"]))
+        sub = pl.DataFrame(
+            {"a": self.df["_acct"].gather(rows), "own": level.gather(rows), "first": initial.gather(rows)}
+        ).select(
+            pl.when(pl.col("own") != _NO_KYC)
+            .then(pl.col("own").cast(pl.Int64))
+            .forward_fill()
+            .over("a")
+            .fill_null(pl.col("first"))
+        )
+        return initial.scatter(rows, sub.to_series())
 
     def _same_hour(self) -> pl.Series:
         """For every row, the account's earlier events at the same hour of day (one packed sort)."""
@@ -266,8 +289,7 @@ class FeatureFrame:
     # -- windows ------------------------------------------------------------------------------------
 
     def _lo_key(self, rows: pl.Series | None, span: str) -> pl.Series:
-        key = self.df["_key"] if rows is None else self.df["_key"].gather(rows)
-        return key - SPANS_US[span] // self.unit
+        return self.pick("_key", rows) - SPANS_US[span] // self.unit
 
     def window_start(self, rows: pl.Series | None, span: str) -> pl.Series:
         """For each row, the position of the first row of its account inside a window of ``span``."""
@@ -275,18 +297,16 @@ class FeatureFrame:
 
     def window_count(self, members: str, span: str, rows: pl.Series | None) -> pl.Series:
         """Members (a flag column) in each row's window, the row included."""
-        cum = self.col(f"_cum:{members}")
         keys = self.col(f"_mkeys:{members}")
-        upto = cum if rows is None else cum.gather(rows)
+        upto = self.pick(f"_cum:{members}", rows)
         return upto - keys.search_sorted(self._lo_key(rows, span), side="right").cast(pl.Int64)
 
     def at_least(self, members: str, span: str, k: int, rows: pl.Series | None) -> pl.Series:
         """Whether each row's window holds at least ``k`` members: the k-th latest one is inside."""
         if k <= 0:
             return pl.repeat(True, self.height if rows is None else rows.len(), eager=True)
-        cum = self.col(f"_cum:{members}")
         keys = self.col(f"_mkeys:{members}")
-        upto = cum if rows is None else cum.gather(rows)
+        upto = self.pick(f"_cum:{members}", rows)
         enough = upto >= k
         kth = keys.gather((upto - k).clip(lower_bound=0)) if keys.len() else upto.cast(pl.Int64)
         return enough & (kth > self._lo_key(rows, span))
@@ -326,6 +346,11 @@ class FeatureFrame:
                     self.thresholds.ewma_alpha,
                 )
                 return got[0 if name == "today_txn_count" else 1].gather(where)
+        if name == "history_txns":  # payments before the row less those before its account's first
+            before = self.pick("_txns_before", rows)
+            return before - self.col("_txns_before").gather(self.pick("_start", rows))
+        if name == "history_events":
+            return (self.col("_row") if rows is None else rows) - self.pick("_start", rows)
         if name in _COLUMNS:
             return pick(self.col(name))
         if name == "amount":
@@ -438,7 +463,8 @@ class FeatureFrame:
         name = f"_hash:{source}"
         if name not in self._cols:  # hashing the text in place, then one gather of the hashes
             self._cols[name] = self.events[source].hash().gather(self.df["_arrival"])
-        return self._cols[name].gather(positions)
+        whole = self._cols[name]
+        return whole if positions.len() == self.height else whole.gather(positions)
 
     def _distinct(self, name: str, rows: pl.Series) -> pl.Series:
         """Distinct counterparties of payments, or addresses (less one), in the hour up to each row."""
@@ -478,9 +504,10 @@ class FeatureFrame:
         """Devices, addresses or counterparties seen before each row, replayed on the rows' accounts."""
         subset = self._accounts_of(rows)
         sub_rows, where = (self.col("_row"), rows) if subset is None else subset
-        acct = self.df["_acct"].gather(sub_rows)
-        ok = self.col("_ok").gather(sub_rows)
-        bits = self.df["_bits"].gather(sub_rows)
+        every = subset is None
+        acct, ok, bits = (
+            self.col(c) if every else self.col(c).gather(sub_rows) for c in ("_acct", "_ok", "_bits")
+        )
         if name in ("new_device", "known_devices"):
             has = (bits & _HAS_DEV) != 0
             values = pl.select(pl.when(has).then(self._hashes("device_id", sub_rows))).to_series()
