@@ -728,9 +728,10 @@ def _bit(test: pl.Expr, flag: int) -> pl.Expr:
     )
 
 
-def _order(events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+def _order(events: pl.DataFrame, columns: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """The sort of the events by (account, time, arrival): ``_key``, ``_acct`` (the account's rank),
-    ``_arrival`` (the row in ``events``) and ``ts_us`` in that order; and the key's time unit.
+    ``_arrival`` (the row in ``events``), ``ts_us`` and ``columns`` in that order; and the key's
+    time unit.
 
     One plain sort of ``account code << b | arrival`` groups the rows by account in arrival order;
     when some account's events arrived out of time order, a second sort by the (nearly sorted)
@@ -749,7 +750,8 @@ def _order(events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         )
         codes = code.gather(order)
     acct = (codes != codes.shift(1, fill_value=-1)).cast(pl.Int64).cum_sum() - 1
-    ts = events["ts_us"].cast(pl.Int64).gather(order)
+    gathered = columns.with_columns(events["ts_us"].cast(pl.Int64))[order]  # one gather, in parallel
+    ts = gathered["ts_us"]
     accounts = int(acct[-1]) + 1 if n else 1
     low, high = (int(ts.min() or 0), int(ts.max() or 0)) if n else (0, 0)  # type: ignore[arg-type]
     spread = high - low + 2 * max(SPANS_US.values())
@@ -758,15 +760,13 @@ def _order(events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     while spread // unit >= 1 << time_bits:
         unit *= 1000  # microseconds, then milliseconds, then seconds
     key = acct * (1 << time_bits) + (ts - low) // unit
-    out = pl.DataFrame({"_key": key, "_acct": acct, "_arrival": order, "ts_us": ts})
+    out = pl.DataFrame({"_key": key, "_acct": acct, "_arrival": order}).hstack(gathered)
     late = acct.filter(key.diff() < 0)
     if late.len():  # some events arrived out of time order: sort those accounts' rows again
         mark = pl.repeat(False, accounts, eager=True).scatter(late.unique(), True)
         where = pl.int_range(n, dtype=pl.Int64, eager=True).filter(mark.gather(acct))
-        part = out[where].with_columns(_at=where)
-        part = part.sort(["_key"] if unit == 1 else ["_acct", "ts_us"], maintain_order=True)
-        out = out.with_columns(_at=pl.int_range(n, dtype=pl.Int64))
-        out = out[out["_at"].scatter(where, part["_at"])].drop("_at")
+        part = out[where].sort(["_key"] if unit == 1 else ["_acct", "ts_us"], maintain_order=True)
+        out = pl.DataFrame([out[c].scatter(where, part[c]) for c in out.columns])
     return out, unit
 
 
@@ -799,7 +799,5 @@ def prepare(
         _flags(events, want, ip_ranges),
         _amt=pl.when(pl.col("type") == "transaction").then(pl.col("amount").cast(pl.Float64)).otherwise(0.0),
     )
-    df, unit = _order(events)
-    order = df["_arrival"]
-    df = df.with_columns(base["_bits"].gather(order), base["_amt"].gather(order))
+    df, unit = _order(events, base)
     return FeatureFrame(df, events, th, ip_ranges, unit, kyc or {}, default_kyc, frozenset(blacklisted))
