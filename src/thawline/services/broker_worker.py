@@ -64,8 +64,8 @@ log = logging.getLogger("thawline.broker")
 T = TypeVar("T")
 FETCH_WAIT_SECONDS = 1.0
 # Once the first batch of a round is ready, wait at most this long for the other owned partitions'
-# fetches (they were all released by the previous round's commit and answer within milliseconds
-# under load); an idle partition's fetch lingers for FETCH_WAIT_SECONDS and is not waited for.
+# fetches (the previous round's commit released them all; under load they answer at once); an
+# idle partition's fetch lingers for FETCH_WAIT_SECONDS and is not waited for.
 ROUND_GATHER_SECONDS = 0.05
 
 
@@ -97,6 +97,7 @@ class Batch:
 class _Parsed:
     batch: Batch
     runs: list[tuple[str, list[Msg], list[Any]]]  # (integrator, messages, their events) in stream order
+    dropped: bool = False  # its lease was lost before all its runs were committed: never acknowledged
 
 
 class PartitionConsumer:
@@ -250,7 +251,7 @@ class PartitionConsumer:
     # -- consumption ------------------------------------------------------------------------------
 
     async def _consume(self, lease: Lease) -> None:
-        """One partition: fetch, hand the batch to the next round, wait for it; one batch in flight."""
+        """One partition: fetch, hand the batch to the next round, await its commit; one in flight."""
         assert lease.sub is not None
         loop = asyncio.get_running_loop()
         while not lease.stopping:
@@ -273,8 +274,9 @@ class PartitionConsumer:
             self._ready[lease.partition] = batch
             self._wake.set()
             if not await batch.done:
+                # Nothing was acknowledged: hand the partition back; it restarts from these messages.
+                # (A lost lease is already being given up.)
                 if not lease.lost:
-                    # Nothing was acknowledged: hand the partition back; it restarts from these messages.
                     self._in_background(self._give_up(lease, hand_back=True))
                 return
 
@@ -357,15 +359,23 @@ class PartitionConsumer:
                     log.exception("batch failed on partition %d; handing it back", one.batch.lease.partition)
                     _settle(one.batch, ok=False)
                 else:
-                    await self._acknowledge(one.batch)
+                    if not one.dropped:
+                        await self._acknowledge(one.batch)
             return
-        await asyncio.gather(*(self._acknowledge(one.batch) for one in parsed))
+        await asyncio.gather(*(self._acknowledge(one.batch) for one in parsed if not one.dropped))
 
     async def _commit(self, parsed: list[_Parsed]) -> None:
         """Evaluate the batches in stream order per partition: one ``ingest`` per integrator run."""
-        for actor_ref, group in _merge(
+        for actor_ref, merged in _merge(
             [[(actor, (one, run, events)) for actor, run, events in one.runs] for one in parsed]
         ):
+            # Checked before every engine call: nothing more is committed for a lease lost meanwhile
+            # (the primary key on the event id stops a second commit should the loss come later).
+            for one, _run, _evs in merged:
+                one.dropped = one.dropped or one.batch.lease.lost
+            group = [g for g in merged if not g[0].dropped]
+            if not group:
+                continue
             events = [e for _one, _run, evs in group for e in evs]
             msgs = [m for _one, run, _evs in group for m in run]
             partitions = sorted({one.batch.lease.partition for one, _run, _evs in group})
