@@ -5,9 +5,11 @@
 Prints one JSON object:
 
 - ``engine_events_per_s``: features + the default ruleset, in process, one core, over a simulated
-  world's events (no database).
+  world's events (no database); ``engine_cpu_events_per_s`` the same per second of this process's
+  CPU time (steadier than the wall clock on a shared machine).
 - ``ingest_events_per_s``: batches of 10,000 through ``POST /v1/events`` on a real ``thawline serve``
-  (uvicorn, loopback, SQLite) with storage, decisions, freezes and the operation log.
+  (uvicorn, loopback, SQLite) with storage, decisions, freezes and the operation log;
+  ``ingest_server_cpu_events_per_s`` the same per second of the server's CPU time (Linux).
 - ``authorize_p99_ms``: ``POST /v1/authorize`` at 1,000 requests/s over loopback, open loop (latency
   measured from each request's scheduled send time, so queueing counts).
 - ``precision``, ``recall``, ``wrongful_freeze_rate_dynamic`` / ``_static``: on the simulated world's
@@ -96,12 +98,13 @@ def engine_rate(
     events: list[Any],
     rules: Ruleset,
     listed: set[str] = frozenset(),  # type: ignore[assignment]
-) -> tuple[float, dict[str, set[str]]]:
-    """Events per second through features + rules; and which accounts each mode would freeze."""
+) -> tuple[float, float, dict[str, set[str]]]:
+    """Events per second through features + rules (wall clock, CPU time); and which accounts each
+    mode would freeze."""
     ranges, thresholds = default_ip_ranges(), Thresholds()
     states: dict[str, AccountState] = {}
     frozen: dict[str, set[str]] = {"dynamic": set(), "static": set()}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for e in events:
         st = states.get(e.account_id)
         if st is None:
@@ -111,7 +114,7 @@ def engine_rate(
         for h in rules.evaluate(features):
             if not h.rule.shadow and h.rule.action >= Action.RESTRICT:
                 frozen["dynamic"].add(e.account_id)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     states.clear()
     for e in events:  # the same rules on fixed thresholds (not timed)
         st = states.get(e.account_id)
@@ -122,7 +125,7 @@ def engine_rate(
         for h in rules.evaluate(features, static=True):
             if not h.rule.shadow and h.rule.action >= Action.RESTRICT:
                 frozen["static"].add(e.account_id)
-    return len(events) / elapsed, frozen
+    return len(events) / elapsed, len(events) / cpu, frozen
 
 
 def accuracy(frozen: dict[str, set[str]], labels: dict[str, str]) -> dict[str, float]:
@@ -221,9 +224,20 @@ def _batches(lines: list[bytes], size: int) -> Iterator[bytes]:
         yield b'{"events":[' + b",".join(lines[start : start + size]) + b"]}"
 
 
-def ingest_rate(server: Server, lines: list[bytes]) -> float:
-    """Events per second through POST /v1/events in batches of 10,000."""
+def _cpu_seconds(pid: int) -> float | None:
+    """A process's CPU time (user + system) from /proc; None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ingest_rate(server: Server, lines: list[bytes]) -> tuple[float, float | None]:
+    """Events per second through POST /v1/events in batches of 10,000 (wall clock; server CPU time)."""
     conn = server.connection()
+    pid = server.proc.pid if server.proc is not None else 0
+    cpu = _cpu_seconds(pid)
     started = time.perf_counter()
     for body in _batches(lines, 10_000):
         conn.request("POST", "/v1/events", body=body, headers=server.headers())
@@ -231,7 +245,10 @@ def ingest_rate(server: Server, lines: list[bytes]) -> float:
         payload = answer.read()
         if answer.status not in (200, 207):
             raise RuntimeError(f"ingest failed: {answer.status} {payload[:300]!r}")
-    return len(lines) / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    after = _cpu_seconds(pid)
+    used = after - cpu if after is not None and cpu is not None else None
+    return len(lines) / elapsed, (len(lines) / used if used else None)
 
 
 def authorize_latencies(server: Server, account_ids: list[str], rate: int, seconds: float) -> list[float]:
@@ -299,17 +316,19 @@ def main() -> None:
         for row in (orjson.loads(x) for x in (world / "labels.jsonl").read_bytes().splitlines() if x)
     }
     rules = Ruleset.from_yaml(default_ruleset_text())
-    rate, frozen = engine_rate(events, rules, blocklisted(world))
+    rate, cpu_rate, frozen = engine_rate(events, rules, blocklisted(world))
     server = Server(tmp)
     server.register(sorted({e.account_id for e in events}))
     with server:
-        ingest = ingest_rate(server, lines[: 20_000 if args.quick else 100_000])
+        ingest, ingest_cpu = ingest_rate(server, lines[: 20_000 if args.quick else 100_000])
         latencies = sorted(
             authorize_latencies(server, sorted(labels), rate=1000, seconds=3 if args.quick else 10)
         )
     result = {
         "engine_events_per_s": round(rate, 1),
+        "engine_cpu_events_per_s": round(cpu_rate, 1),
         "ingest_events_per_s": round(ingest, 1),
+        "ingest_server_cpu_events_per_s": round(ingest_cpu, 1) if ingest_cpu else None,
         "authorize_p50_ms": round(statistics.median(latencies), 3),
         "authorize_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 3),
         "authorize_requests": len(latencies),
