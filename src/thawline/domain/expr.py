@@ -48,9 +48,13 @@ class ExpressionError(ValueError):
 
 
 def names(source: str) -> set[str]:
-    """The feature names an expression reads."""
+    """The feature names an expression reads (not the functions, not the constants true and false)."""
     tree = _parse(source)
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in _FUNCTIONS}
+    return {
+        n.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name) and n.id not in _FUNCTIONS and n.id not in ("true", "false")
+    }
 
 
 MAX_DEPTH = 40
