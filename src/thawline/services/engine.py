@@ -416,12 +416,21 @@ class RiskEngine:
         # Two workers can evaluate one account at the same moment while its partition changes hands:
         # lock the accounts about to be frozen, in id order (no deadlock), so that the "already frozen
         # by this rule?" check below and the freeze are one step. (SQLite's single writer already is.)
+        targets = sorted({e.account_id for e, _h in acting})
         uow.conn.execute(
-            select(account.c.id)
-            .where(account.c.id.in_(sorted({e.account_id for e, _h in acting})))
-            .order_by(account.c.id)
-            .with_for_update()
+            select(account.c.id).where(account.c.id.in_(targets)).order_by(account.c.id).with_for_update()
         ).all()
+        # Under those locks, one query for the rule freezes already in force on them (kept current below).
+        frozen_by: dict[tuple[str, str], str] = {
+            (r.account_id, r.source_ref): r.id
+            for r in uow.conn.execute(
+                select(freeze_table.c.id, freeze_table.c.account_id, freeze_table.c.source_ref).where(
+                    freeze_table.c.account_id.in_(targets),
+                    freeze_table.c.status == FreezeStatus.ACTIVE.value,
+                    freeze_table.c.source_ref.in_(sorted({h.rule.id for _e, h in acting})),
+                )
+            )
+        }
         suppressed = {
             (r.account_id, r.rule_id)
             for r in uow.conn.execute(
@@ -439,15 +448,9 @@ class RiskEngine:
             if (e.account_id, rule.id) in suppressed:
                 applied[key] = ("suppressed", None)
                 continue
-            active = uow.conn.execute(
-                select(freeze_table.c.id).where(
-                    freeze_table.c.account_id == e.account_id,
-                    freeze_table.c.status == FreezeStatus.ACTIVE.value,
-                    freeze_table.c.source_ref == rule.id,
-                )
-            ).first()
+            active = frozen_by.get((e.account_id, rule.id))
             if active is not None:
-                applied[key] = ("already_frozen", active.id)
+                applied[key] = ("already_frozen", active)
                 continue
             if rule.breaker is not None:
                 if rule.id not in budget:
@@ -496,6 +499,7 @@ class RiskEngine:
                 ENGINE,
             )
             applied[key] = ("freeze" if rule.action is Action.FREEZE else "restrict", made.id)
+            frozen_by[(e.account_id, rule.id)] = made.id
         for rule_id in sorted(tripped):
             uow.record(
                 LogRecord(
