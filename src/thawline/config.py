@@ -43,6 +43,23 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = Field(
         default="FULL", description="SQLite durability; FULL survives power loss after commit."
     )
+    db_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections kept open per process (and as many more at peaks).",
+    )
+    db_pool_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Seconds to wait for a free PostgreSQL connection before failing.",
+    )
+    db_pool_recycle: int = Field(
+        default=1800,
+        ge=0,
+        description="Seconds after which a pooled PostgreSQL connection is replaced (0: never).",
+    )
     auto_migrate: bool = Field(default=True, description="Apply database migrations on start.")
     blob_dir: Path | None = Field(
         default=None, description="Uploaded appeal materials; default <data_dir>/blobs."

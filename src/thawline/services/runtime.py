@@ -146,7 +146,13 @@ def build_email(settings: Settings) -> SmtpSender | None:
 def build_runtime(settings: Settings | None = None, *, clock: Clock | None = None) -> Runtime:
     """Build the runtime from settings: open the database, migrate, load or create keys."""
     settings = settings or Settings()
-    engine = create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    engine = create_db_engine(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+    )
     if settings.auto_migrate:
         upgrade(engine)
     key = load_or_create_signing_key(settings.signing_key_file)

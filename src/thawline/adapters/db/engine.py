@@ -18,14 +18,30 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> Engine:
-    """Create an engine with Thawline's connection settings for the URL's backend."""
+def create_db_engine(
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    pool_size: int = 10,
+    pool_timeout: float = 30.0,
+    pool_recycle: int = 1800,
+) -> Engine:
+    """Create an engine with Thawline's connection settings for the URL's backend: on PostgreSQL a
+    pool of ``pool_size`` kept connections (as many again at peaks), checked before use, replaced
+    after ``pool_recycle`` seconds (behind PgBouncer or a load balancer that drops idle ones)."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, sqlite_synchronous)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        return create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle if pool_recycle > 0 else -1,
+            pool_pre_ping=True,
+        )
     raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
 
