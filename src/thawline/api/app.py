@@ -165,6 +165,7 @@ def create_app(runtime: Runtime, *, background: bool = True) -> FastAPI:
     app.state.engine = RiskEngine(runtime)
     app.state.keys = KeyCache(runtime)
     app.state.live = LiveFeed(runtime)
+    app.state.portal_limiters = portal.limiters()
     broker_url = runtime.settings.broker_url
     app.state.broker = Publisher(BrokerConfig.from_settings(runtime.settings)) if broker_url else None
     problems.install(app)

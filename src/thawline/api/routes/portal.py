@@ -86,24 +86,29 @@ def _denied(lang: str, status: int = 403) -> HTMLResponse:
     return _page("denied.html", lang, http_status=status, too_many=status == 429)
 
 
-def too_fast(request: Request, key: str, limit: int, name: str) -> int | None:
-    """Count one attempt by ``key`` on the app's limiter ``name``; seconds to wait if over ``limit``."""
-    state = request.app.state
-    limiters: dict[str, AttemptLimiter] = state.__dict__.setdefault("portal_limiters", {})
-    limiter = limiters.setdefault(name, AttemptLimiter(limit))
+# Attempts per minute: one-time links tried per client address (a link is 256 random bits: this is
+# hygiene), and form actions per account (appeal, upload, submit, codes, …) — a person filling in the
+# appeal stays far below; a script hammering submissions or one-time codes does not.
+LIMITS = {"enter": 20, "actions": 20}
+
+
+def limiters() -> dict[str, AttemptLimiter]:
+    """One sliding-window limiter per kind in ``LIMITS`` (the app keeps them in its state)."""
+    return {name: AttemptLimiter(limit) for name, limit in LIMITS.items()}
+
+
+def too_fast(request: Request, key: str, name: str) -> int | None:
+    """Count one attempt by ``key`` on the app's limiter ``name``; seconds to wait if over its limit."""
+    limiter: AttemptLimiter = request.app.state.portal_limiters[name]
     wait = limiter.attempt(key, request.app.state.runtime.clock.now())
     return None if wait is None else max(1, int(wait.total_seconds() + 0.999))
-
-
-# One-time links tried per client address per minute (a link is 256 random bits: this is hygiene).
-ENTRIES_PER_MINUTE = 20
 
 
 @router.get("/enter")
 def enter(request: Request, runtime: RuntimeDep, token: str = "", lang: Lang = None) -> Response:
     """Spend a one-time link: open a session (cookie) and go to the account page."""
     address = request.client.host if request.client else "unknown"
-    if too_fast(request, address, ENTRIES_PER_MINUTE, "enter") is not None:
+    if too_fast(request, address, "enter") is not None:
         refused = _denied(_lang(request, lang), 429)
         refused.headers["Retry-After"] = "60"
         return refused

@@ -29,9 +29,6 @@ from thawline.services.unit_of_work import UnitOfWork
 router = APIRouter(prefix="/portal", include_in_schema=False)
 Csrf = Annotated[str, Form()]
 BACK = "/portal/account"
-# Form actions (appeal, upload, submit, codes, …) per account per minute: a person filling in the
-# appeal stays far below; a script hammering submissions or one-time codes does not.
-ACTIONS_PER_MINUTE = 20
 
 
 def _act(
@@ -41,7 +38,7 @@ def _act(
     session = _checked(runtime, request.cookies.get(COOKIE), csrf)
     chosen = request.cookies.get(LANG_COOKIE)
     holder = Actor(ActorKind.HOLDER, session.account_id)
-    wait = too_fast(request, session.account_id, ACTIONS_PER_MINUTE, "actions")
+    wait = too_fast(request, session.account_id, "actions")
     if wait is not None:
         with UnitOfWork(runtime, read_only=True) as uow:
             lang = chosen or accounts.get(uow, session.account_id).language
