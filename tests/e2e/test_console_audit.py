@@ -193,7 +193,7 @@ def test_an_auditor_downloads_a_log_range_that_checks_offline_and_the_export_is_
     assert 'id="export"' in auditor.get("/console/audit").text
     got = auditor.get("/console/audit/export", params={"dataset": "log", "format": "jsonl", "to_seq": size})
     assert got.status_code == 200
-    assert got.headers["content-type"].startswith("application/jsonl")
+    assert got.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in got.text.splitlines()]
     assert check_export(lines, [runtime.verifier]) == size  # every entry proven against the checkpoint
     cases = auditor.get("/console/audit/export", params={"dataset": "cases", "format": "csv"})

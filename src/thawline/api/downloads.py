@@ -19,7 +19,7 @@ from thawline.services.unit_of_work import UnitOfWork
 MEDIA = {
     exports.Format.CSV: "text/csv",
     exports.Format.PARQUET: "application/vnd.apache.parquet",
-    exports.Format.JSONL: "application/jsonl",
+    exports.Format.JSONL: "application/x-ndjson",  # as GET /v1/log/export
 }
 
 

@@ -3,16 +3,13 @@ exports (CSV, Parquet, JSON Lines) and the retention report."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from starlette.background import BackgroundTask
-from starlette.responses import FileResponse
 
 from thawline.api.deps import ReadUow, RuntimeDep, require
+from thawline.api.downloads import MEDIA, export_file
 from thawline.domain.apikeys import Scope
 from thawline.domain.errors import InvalidInputError, NotFoundError
 from thawline.i18n import pick_language
@@ -34,11 +31,6 @@ Until = Annotated[
     str | None, Query(description="Last UTC day (inclusive) or an exclusive ISO time; default now.")
 ]
 Category = Annotated[str | None, Query(description="Only freezes of this cause, e.g. high_frequency.")]
-MEDIA = {
-    Format.CSV: "text/csv",
-    Format.PARQUET: "application/vnd.apache.parquet",
-    Format.JSONL: "application/x-ndjson",
-}
 
 
 def _report(uow: UnitOfWork, since: str | None, until: str | None, category: str | None) -> Report:
@@ -99,30 +91,7 @@ def export_dataset(
     export is recorded in the log. Log ranges with proofs: ``GET /v1/log/export``."""
     if dataset is Dataset.LOG:
         raise InvalidInputError("log ranges are exported with GET /v1/log/export", field="dataset")
-    workdir = Path(tempfile.mkdtemp(prefix="thawline-export-"))
-    with UnitOfWork(runtime, read_only=True) as uow:
-        period = None
-        if since or until:
-            period = analytics.parse_period(since or "1970-01-01", until, runtime.clock.now())
-        manifest = exports.export(uow, dataset, fmt, workdir, period=period)
-    with UnitOfWork(runtime) as uow:
-        exports.record(uow, manifest, Actor(ActorKind.INTEGRATOR, key.id))
-        uow.commit()
-    headers = {
-        "X-Thawline-Rows": str(manifest.rows),
-        "X-Thawline-SHA256": manifest.sha256,
-        "X-Thawline-Checkpoint-Size": str(manifest.checkpoint_tree_size or 0),
-    }
-    return FileResponse(
-        workdir / manifest.file,
-        media_type=MEDIA[fmt],
-        filename=manifest.file,
-        headers=headers,
-        background=BackgroundTask(_cleanup, workdir),
-    )
-
-
-def _cleanup(workdir: Path) -> None:
-    for path in workdir.iterdir():
-        path.unlink()
-    workdir.rmdir()
+    period = None
+    if since or until:
+        period = analytics.parse_period(since or "1970-01-01", until, runtime.clock.now())
+    return export_file(runtime, dataset, fmt, Actor(ActorKind.INTEGRATOR, key.id), period=period)
