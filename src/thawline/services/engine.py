@@ -33,6 +33,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from thawline.adapters.db.bulk import insert_rows
+from thawline.adapters.db.event_store import insert_events, stored_payloads
 from thawline.adapters.db.schema import account, event, risk_decision, rule_suppression, ruleset
 from thawline.adapters.db.schema import freeze as freeze_table
 from thawline.domain.errors import ConflictError, InvalidInputError
@@ -256,12 +257,7 @@ class RiskEngine:
         result.ruleset_version = version
         ids = [e.id for e in events]
         index_key = vault.derive_keys(uow.runtime.vault_master_key).index_key
-        existing: dict[str, str] = {}
-        for chunk in _chunks(sorted(set(ids)), 500):
-            existing.update(
-                (r.id, r.payload)
-                for r in uow.conn.execute(select(event.c.id, event.c.payload).where(event.c.id.in_(chunk)))
-            )
+        existing = stored_payloads(uow.conn, ids)
         account_ids = sorted({e.account_id for e in events})
         known: dict[str, Any] = {}
         for chunk in _chunks(account_ids, 500):
@@ -273,7 +269,12 @@ class RiskEngine:
         seen_in_batch: dict[str, str] = {}
         for i, e in enumerate(events):
             stored = existing.get(e.id) or seen_in_batch.get(e.id)
-            if stored is not None:
+            if stored is None and e.id in existing:
+                # PostgreSQL: the id is taken, but its event's month was detached (retention).
+                result.rejected.append(
+                    (i, e.id, "id", "this event id was already used (its event is archived)")
+                )
+            elif stored is not None:
                 # A replay is harmless; the same id for a different event is refused, never swallowed.
                 if stored == _stored_payload(e, index_key).decode():
                     result.duplicates.append(e.id)
@@ -355,7 +356,7 @@ class RiskEngine:
                 if strongest is not None:
                     r[6] = strongest.name.lower()
         try:
-            insert_rows(uow.conn, event, _EVENT_COLUMNS, rows)
+            insert_events(uow.conn, rows)
             insert_rows(
                 uow.conn,
                 risk_decision,
@@ -515,7 +516,6 @@ class RiskEngine:
         return applied
 
 
-_EVENT_COLUMNS = ("id", "account_id", "type", "occurred_at", "received_at", "payload", "outcome")
 _DECISION_COLUMNS = (
     "id",
     "event_id",

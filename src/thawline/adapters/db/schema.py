@@ -315,8 +315,13 @@ Index("ix_appeal_first_response_due", appeal.c.first_response_due)
 Index("ix_appeal_idle_expires_at", appeal.c.idle_expires_at)
 Index("ix_freeze_review_by", freeze.c.review_by)
 Index("ix_freeze_expires_at", freeze.c.expires_at)
+# The review queue (review.queue: open statuses, by first-response deadline), read by the console's
+# queue page, GET /v1/review/queue and `thawline review queue`.
+Index("ix_appeal_status_due", appeal.c.status, appeal.c.first_response_due)
 
 # Events integrators send (the login and transaction logs). Personal values are stored as keyed hashes.
+# On PostgreSQL (migration 0013) the table is partitioned by month of occurred_at (event_y2026m11, …,
+# event_default), its primary key is (id, occurred_at), and event_key below keeps ids unique.
 event = Table(
     "event",
     metadata,
@@ -330,11 +335,22 @@ event = Table(
     Index("ix_event_account_occurred", "account_id", "occurred_at"),
 )
 
+# PostgreSQL only (migration 0013): one row per stored event id, written with the event. A partitioned
+# table cannot have a unique index on id alone, so this primary key is what makes a replayed id a
+# replay across months and concurrent writers; event.id and risk_decision.event_id refer to it there.
+event_key = Table(
+    "event_key",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("occurred_at", UTCDateTime, nullable=False),  # names the month partition holding the event
+)
+
 # The engine's decisions that were not a plain allow: which rules fired, on what values, what was done.
 risk_decision = Table(
     "risk_decision",
     metadata,
     Column("id", String(40), primary_key=True),
+    # Refers to event.id on SQLite, to event_key.id on PostgreSQL (migration 0013).
     Column("event_id", String(128), ForeignKey("event.id"), nullable=False, index=True),
     Column("account_id", String(64), ForeignKey("account.id"), nullable=False, index=True),
     Column("rule_id", String(64), nullable=False),
@@ -346,6 +362,8 @@ risk_decision = Table(
     Column("freeze_id", String(40)),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_risk_decision_rule_created", "rule_id", "created_at"),
+    # The console's rules page: hits per rule over the last seven days (rulesets.rule_stats).
+    Index("ix_risk_decision_created", "created_at"),
 )
 
 # Ruleset versions; exactly one is active.
