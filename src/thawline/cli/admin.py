@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 import uvicorn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from thawline.adapters.db.engine import create_db_engine
@@ -13,11 +15,11 @@ from thawline.adapters.db.migrate import current, upgrade
 from thawline.api.app import create_app
 from thawline.cli.common import CLI_ACTOR, console, print_json, runtime
 from thawline.config import Settings
-from thawline.services import apikeys, logs, vault
+from thawline.services import apikeys, logs, partitioning, vault
 from thawline.services.runtime import build_runtime
 from thawline.services.unit_of_work import UnitOfWork
 
-db_app = typer.Typer(help="Database schema. / 数据库结构。", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema and partitions. / 数据库结构与分区。", no_args_is_help=True)
 apikey_app = typer.Typer(
     help="Integrator API keys (stored hashed). / 接入方 API 密钥。", no_args_is_help=True
 )
@@ -31,6 +33,7 @@ def serve(
     """Run the HTTP API (migrates the database and creates keys on first start). / 启动服务。"""
     rt = build_runtime()
     logs.configure(rt.settings.log_format)
+    partitioning.DailyPartitions(rt).tick()  # PostgreSQL: the coming months' partitions (then daily)
     console.print(f"Thawline on http://{host}:{port}  (database: {rt.engine.url.render_as_string()})")
     try:
         # Our handler formats uvicorn's lines too; thawline.http replaces its access log.
@@ -55,6 +58,67 @@ def db_current() -> None:
     engine = create_db_engine(Settings().database_url)
     print(current(engine) or "empty")
     engine.dispose()
+
+
+@db_app.command("partitions")
+def db_partitions(
+    split_default: Annotated[
+        bool,
+        typer.Option(
+            "--split-default",
+            help="Move the rows of the default partitions into monthly partitions, in one transaction "
+            "(writers to events and the log wait until it commits). / 把默认分区中的行移入按月分区。",
+        ),
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """PostgreSQL: list the monthly partitions of events and the log with their row counts. / 按月分区。"""
+    with runtime() as rt:
+        if rt.engine.dialect.name != "postgresql":
+            console.print(
+                "Partitions are a PostgreSQL feature: SQLite keeps events and the log in plain tables."
+            )
+            return
+        if split_default:
+            months = partitioning.default_months(rt)
+            total = sum(len(m) for m in months.values())
+            with Progress(
+                TextColumn("moving rows out of the default partitions"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=console,
+                disable=json_out or not sys.stderr.isatty() or total == 0,
+                transient=True,
+            ) as bar:
+                task = bar.add_task("split", total=total)
+                moved = partitioning.split_default(rt, lambda _t, _m, _n: bar.advance(task))
+            for name, per_month in moved.items():
+                for month, rows in per_month.items():
+                    console.print(f"moved {rows} rows of {month} into {name}_{month.suffix}")
+        found = partitioning.list_partitions(rt)
+    if json_out:
+        print_json(
+            [
+                {
+                    "table": p.table,
+                    "partition": p.name,
+                    "month": None if p.month is None else str(p.month),
+                    "rows": p.rows,
+                }
+                for p in found
+            ]
+        )
+        return
+    listing = Table("table", "partition", "month", "rows")
+    for p in found:
+        listing.add_row(p.table, p.name, "default" if p.month is None else str(p.month), str(p.rows))
+    console.print(listing)
+    defaults = sum(p.rows or 0 for p in found if p.month is None)
+    if defaults and not split_default:
+        console.print(
+            f"{defaults} rows sit in the default partitions: `thawline db partitions --split-default` "
+            "moves them into monthly partitions."
+        )
 
 
 @apikey_app.command("create")

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from thawline.cli.common import console, print_json, runtime
-from thawline.services import logs, metrics, scheduler
+from thawline.services import logs, metrics, partitioning, scheduler
 from thawline.services.broker_worker import ConsumerThread
 from thawline.services.dispatcher import Dispatcher, DispatcherThread
 
@@ -46,6 +46,8 @@ def worker(
     also consume event partitions from JetStream. / 运行定时任务与通知投递（配置消息代理时消费事件分区）。"""
     with runtime() as rt:
         logs.configure(rt.settings.log_format)
+        daily = partitioning.DailyPartitions(rt)  # PostgreSQL: the coming months' partitions, now and daily
+        daily.tick()
         if once:
             timers = scheduler.run_due(rt)
             print_json({"timers": timers, "outbox": Dispatcher(rt).run_once().as_json()})
@@ -73,6 +75,7 @@ def worker(
                 if consumer is not None and not consumer.alive:
                     console.print(f"[red]broker consumer stopped:[/red] {consumer.error!r}")
                     raise typer.Exit(1)
+                daily.tick()
                 try:
                     counts = scheduler.run_due(rt)
                 except Exception as exc:  # a failed scan is retried on the next tick

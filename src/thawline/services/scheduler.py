@@ -27,7 +27,7 @@ from thawline.domain.appeals import EDITABLE, QUEUED, AppealStatus
 from thawline.domain.errors import ConflictError
 from thawline.domain.freezes import FreezeStatus
 from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
-from thawline.services import appeals, freezes, verification
+from thawline.services import appeals, freezes, partitioning, verification
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -246,6 +246,7 @@ class Scheduler:
         self.interval = interval or runtime.settings.scheduler_interval_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.run_forever, name="thawline-scheduler", daemon=True)
+        self.partitions = partitioning.DailyPartitions(runtime)  # PostgreSQL: next months' partitions
 
     def start(self) -> None:
         """Start the background thread."""
@@ -258,8 +259,10 @@ class Scheduler:
             self._thread.join(timeout=10)
 
     def run_forever(self) -> None:
-        """Scan until stopped; a failed scan is logged and retried on the next tick."""
+        """Scan until stopped; a failed scan is logged and retried on the next tick. Once a day, and
+        first, make sure the coming months' partitions exist (PostgreSQL)."""
         while True:
+            self.partitions.tick()
             try:
                 counts = run_due(self.runtime)
                 if any(counts.values()):
