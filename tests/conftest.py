@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from thawline.config import Settings
 from thawline.domain.clock import FakeClock
+from thawline.services import partitioning
 from thawline.services.runtime import Runtime, build_runtime
 
 POSTGRES_URL = os.environ.get("THAWLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -85,8 +86,10 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def runtime(database_url: str, tmp_path: Path, clock: FakeClock) -> Iterator[Runtime]:
-    """A migrated runtime on a fresh database, checkpointing every 100 entries."""
+    """A migrated runtime on a fresh database, checkpointing every 100 entries; on PostgreSQL with the
+    clock's month partitions made, as ``serve`` and ``worker`` make them for theirs."""
     rt = build_runtime(make_settings(database_url, tmp_path, checkpoint_every_entries=100), clock=clock)
+    partitioning.maintain(rt)
     try:
         yield rt
     finally:

@@ -19,10 +19,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests import lifecycle as lc
 from tests.conftest import make_settings
+from thawline.adapters.db import partitions
 from thawline.adapters.db.engine import create_db_engine
 from thawline.adapters.db.migrate import current
 from thawline.adapters.db.schema import event
@@ -110,6 +111,18 @@ def test_a_database_filled_by_an_older_thawline_upgrades_and_keeps_working(
         assert current(rt.engine) != "0009"
         before = verify_log(rt)
         assert before.ok, before.problem
+        if rt.engine.dialect.name == "postgresql":  # 0013: every old row sits in its month's partition
+            with rt.engine.connect() as conn:
+                assert partitions.is_partitioned(conn)
+                for table, column in partitions.PARTITIONED.items():
+                    placed = conn.execute(
+                        text(f"SELECT tableoid::regclass::text, {column} FROM {table}")
+                    ).all()
+                    assert placed
+                    assert all(
+                        p == partitions.partition_name(table, partitions.Month.of(at)) for p, at in placed
+                    )
+                assert conn.execute(text("SELECT count(*) FROM event_key")).scalar_one() == events_before
         freeze_id, account_id, _category = frozen_before[0]
         # The engine rebuilds the account's state from events the old code stored, and decides.
         late = rt.clock.now() + timedelta(minutes=1)
