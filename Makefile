@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run serve test lint typecheck unit integration e2e e2e-browser bench bench-postgres bench-notify clean
+.PHONY: install accel run serve test lint typecheck unit integration e2e e2e-browser bench bench-postgres bench-notify clean
 
 $(BIN)/thawline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,17 @@ $(BIN)/thawline: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(BIN)/thawline
 
-install: $(BIN)/thawline ## Create .venv and install Thawline with its development tools
+# The risk engine's feature update compiled with Cython (tools/build_accel.py); optional: without a
+# C compiler the plain module runs (slower). CI sets THAWLINE_REQUIRE_ACCEL=1 so a failed build fails.
+ACCEL := src/thawline/domain/.accel-built
+$(ACCEL): $(BIN)/thawline src/thawline/domain/features.py src/thawline/domain/features.pxd tools/build_accel.py
+	$(BIN)/python tools/build_accel.py || echo "warning: the compiled features module was not built; the plain one runs"
+	touch $(ACCEL)
+
+install: $(BIN)/thawline $(ACCEL) ## Create .venv and install Thawline with its development tools (+ the compiled engine module)
+
+accel: $(BIN)/thawline ## Rebuild the compiled features module now
+	$(BIN)/python tools/build_accel.py
 
 run: install ## Install, load demo data into an empty ./thawline.db, then serve
 	$(BIN)/thawline demo
@@ -22,8 +32,8 @@ run: install ## Install, load demo data into an empty ./thawline.db, then serve
 serve: run
 
 lint: install ## ruff (lint + format check) and the import-linter layer contracts
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/lint-imports
 
 typecheck: install ## mypy --strict over the whole package

@@ -5,7 +5,8 @@
 scenario, look-alikes and late events) and what the engine made of it before ``observe`` and the rule
 evaluation were optimised: for each event, the rules that fire with the values they read (dynamic and
 fixed thresholds), and per account a digest of every feature value (type included) of every event.
-Faster code must reproduce all of it. Regenerate only for an intended change of behaviour:
+Faster code must reproduce all of it — the plain module and, where it is built, the compiled one
+(``tools/build_accel.py``) alike. Regenerate only for an intended change of behaviour:
 ``python -m tests.unit.test_features_golden``.
 """
 
@@ -13,14 +14,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import orjson
+import pytest
 from pydantic import TypeAdapter
 
+from thawline.domain import features as active
 from thawline.domain.events import Event
-from thawline.domain.features import AccountState, Thresholds
 from thawline.domain.rules import Ruleset
 from thawline.services.engine import default_ip_ranges, default_ruleset_text
 
@@ -39,13 +44,41 @@ def _kyc(account_id: str) -> str:
     return "none" if int(account_id.rsplit("_", 1)[1]) % 7 == 0 else "full"
 
 
-def evaluate_world(world: dict[str, Any]) -> dict[str, Any]:
+def plain_module() -> ModuleType:
+    """``features.py`` loaded as plain Python under another name (never swapped for the compiled build)."""
+    name = "thawline_features_plain"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, active.__file__)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(params=["active", "plain"])
+def impl(request: pytest.FixtureRequest) -> ModuleType:
+    """The features module as the engine uses it (compiled where built), and the plain one."""
+    if request.param == "plain":
+        return plain_module()
+    return active
+
+
+def test_the_plain_module_is_plain() -> None:
+    plain = plain_module()
+    assert not plain.ACCELERATED
+    assert plain.AccountState.__module__ == "thawline_features_plain"
+
+
+def evaluate_world(world: dict[str, Any], impl: ModuleType = active) -> dict[str, Any]:
     """Run every event through features and the default ruleset, in file order, one state per account."""
     events = EVENTS.validate_python(world["events"])
     listed = set(world["blacklisted"])
     rules = Ruleset.from_yaml(default_ruleset_text())
-    ranges, thresholds = default_ip_ranges(), Thresholds()
-    states: dict[str, AccountState] = {}
+    AccountState = impl.AccountState  # noqa: N806 - the class of the implementation under test
+    ranges, thresholds = default_ip_ranges(), impl.Thresholds()
+    states: dict[str, Any] = {}
     digests: dict[str, Any] = {}
     hits: dict[str, list[Any]] = {}
     static: dict[str, list[str]] = {}
@@ -76,9 +109,9 @@ def evaluate_world(world: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_every_event_fires_the_same_rules_with_the_same_values_as_before() -> None:
+def test_every_event_fires_the_same_rules_with_the_same_values_as_before(impl: ModuleType) -> None:
     golden = load_golden()
-    got = evaluate_world(golden)
+    got = evaluate_world(golden, impl)
     want = golden["expected"]
     assert len(want["hits"]) > 100  # the world exercises the rules (checked, not assumed)
     assert {r for hs in want["hits"].values() for r, _v in hs} >= {
@@ -91,9 +124,9 @@ def test_every_event_fires_the_same_rules_with_the_same_values_as_before() -> No
     assert got["static"] == want["static"]
 
 
-def test_every_feature_value_of_every_event_is_unchanged() -> None:
+def test_every_feature_value_of_every_event_is_unchanged(impl: ModuleType) -> None:
     golden = load_golden()
-    got = evaluate_world(golden)["features"]
+    got = evaluate_world(golden, impl)["features"]
     changed = sorted(a for a, d in golden["expected"]["features"].items() if got.get(a) != d)
     assert not changed, f"feature values differ for accounts {changed[:10]}"
     assert got.keys() == golden["expected"]["features"].keys()

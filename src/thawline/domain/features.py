@@ -12,12 +12,17 @@ order — they count in the windows that still cover their time — and never st
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import ipaddress
+import os
+import warnings
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -182,7 +187,6 @@ _EPOCH_DAY = 719163  # date(1970, 1, 1).toordinal()
 _OFFSETS: dict[Any, int] = {}  # time zone -> its UTC offset in microseconds
 
 
-@dataclass(slots=True)
 class AccountState:
     """Everything the engine remembers about one account.
 
@@ -193,37 +197,103 @@ class AccountState:
     every event would make, so the sums are the same floats. The devices, IPs and counterparties an
     event brings are learnt when the next event arrives (``pending``), so that until then the sets
     still say what was known before it.
+
+    A plain class with slots rather than a dataclass, so that the compiled build (``features.pxd``)
+    can make it an extension type with C-typed fields.
     """
 
+    __slots__ = (
+        "account_id",
+        "amounts",
+        "counterparties",
+        "credits",
+        "daily_ewma",
+        "day",
+        "days_seen",
+        "devices",
+        "history_events",
+        "history_txns",
+        "hours",
+        "ip_counts",
+        "ips",
+        "kyc_level",
+        "login_failures",
+        "near_threshold",
+        "newest",
+        "parties",
+        "parties_1h",
+        "pending",
+        "profile_changes",
+        "recent_amounts",
+        "recent_ips",
+        "small",
+        "small_10m",
+        "starts",
+        "sums",
+        "times",
+        "today_count",
+    )  # fmt: skip
+
     account_id: str
-    times: list[float] = field(default_factory=list)
-    amounts: list[float] = field(default_factory=list)
-    parties: list[str] = field(default_factory=list)
-    credits: list[bool] = field(default_factory=list)
-    starts: list[int] = field(default_factory=lambda: [0] * len(WINDOWS))
-    sums: list[float] = field(default_factory=lambda: [0.0] * len(WINDOWS))
-    small_10m: int = 0  # transactions in the 10 min window below ``small``
-    small: float = -1.0  # the small-amount threshold ``small_10m`` counts with (set on first use)
-    parties_1h: dict[str, int] = field(default_factory=dict)  # counterparty -> its transactions, 1 h
-    recent_amounts: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_AMOUNTS))
-    history_txns: int = 0
-    day: int = -1
-    today_count: int = 0
-    daily_ewma: float = 0.0
-    days_seen: int = 0
-    hours: list[int] = field(default_factory=lambda: [0] * 24)
-    history_events: int = 0
-    devices: set[str] = field(default_factory=set)
-    ips: set[str] = field(default_factory=set)
-    counterparties: set[str] = field(default_factory=set)
-    pending: tuple[str | None, bool, str | None, str] | None = None  # device, unbind, ip, counterparty
-    recent_ips: deque[tuple[float, str]] = field(default_factory=deque)
-    ip_counts: dict[str, int] = field(default_factory=dict)  # address -> sightings in ``recent_ips``
-    login_failures: deque[float] = field(default_factory=deque)
-    profile_changes: deque[tuple[float, bool]] = field(default_factory=deque)
-    near_threshold: deque[float] = field(default_factory=deque)
-    kyc_level: str = "none"
-    newest: float = 0.0
+    times: list[float]
+    amounts: list[float]
+    parties: list[str]
+    credits: list[bool]
+    starts: list[int]
+    sums: list[float]
+    small_10m: int  # transactions in the 10 min window below ``small``
+    small: float  # the small-amount threshold ``small_10m`` counts with (set on first use)
+    parties_1h: dict[str, int]  # counterparty -> its transactions, 1 h
+    recent_amounts: deque[float]
+    history_txns: int
+    day: int
+    today_count: int
+    daily_ewma: float
+    days_seen: int
+    hours: list[int]
+    history_events: int
+    devices: set[str]
+    ips: set[str]
+    counterparties: set[str]
+    pending: tuple[str | None, bool, str | None, str] | None  # device, unbind, ip, counterparty
+    recent_ips: deque[tuple[float, str]]
+    ip_counts: dict[str, int]  # address -> sightings in ``recent_ips``
+    login_failures: deque[float]
+    profile_changes: deque[tuple[float, bool]]
+    near_threshold: deque[float]
+    kyc_level: str
+    newest: float
+
+    def __init__(self, account_id: str, kyc_level: str = "none") -> None:
+        self.account_id = account_id
+        self.times, self.amounts, self.parties, self.credits = [], [], [], []
+        self.starts = [0] * len(WINDOWS)
+        self.sums = [0.0] * len(WINDOWS)
+        self.small_10m = 0
+        self.small = -1.0
+        self.parties_1h = {}
+        self.recent_amounts = deque(maxlen=RECENT_AMOUNTS)
+        self.history_txns = 0
+        self.day = -1
+        self.today_count = 0
+        self.daily_ewma = 0.0
+        self.days_seen = 0
+        self.hours = [0] * 24
+        self.history_events = 0
+        self.devices, self.ips, self.counterparties = set(), set(), set()
+        self.pending = None
+        self.recent_ips = deque()
+        self.ip_counts = {}
+        self.login_failures = deque()
+        self.profile_changes = deque()
+        self.near_threshold = deque()
+        self.kyc_level = kyc_level
+        self.newest = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"AccountState({self.account_id!r}, events={self.history_events}, kyc_level={self.kyc_level!r})"
+        )
 
     def observe(  # noqa: PLR0912, PLR0915 — one pass over one event, by design
         self, event: Any, ranges: IpRanges, thresholds: Thresholds
@@ -655,3 +725,32 @@ _LAZY: dict[str, Any] = {
     "near_threshold_7d": _near_threshold_7d,
     "kyc_rank": lambda f: KYC_RANK.get(f._state.kyc_level, 0),
 }
+
+
+def _compiled() -> Any:
+    """The compiled build of this module (``tools/build_accel.py``) if present and built from this
+    very text; None otherwise (or when ``THAWLINE_PURE_PYTHON`` is set)."""
+    if __name__ != "thawline.domain.features" or os.environ.get("THAWLINE_PURE_PYTHON"):
+        return None  # the compiled module itself, or a test loading the plain one
+    try:
+        compiled = importlib.import_module("thawline.domain._features_c")
+    except ImportError:
+        return None
+    if getattr(compiled, "SOURCE_SHA256", None) != hashlib.sha256(Path(__file__).read_bytes()).hexdigest():
+        warnings.warn(
+            "thawline.domain._features_c was built from another version of features.py; using the "
+            "plain module (run `make install` or `python tools/build_accel.py` to rebuild it)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    return compiled
+
+
+_FAST = _compiled()
+ACCELERATED = _FAST is not None  # whether the compiled build is in use
+if _FAST is not None:
+    # The compiled classes replace the plain ones; everything else here is the same code.
+    globals().update(
+        {name: getattr(_FAST, name) for name in ("IpRanges", "Thresholds", "Features", "AccountState")}
+    )
