@@ -523,6 +523,23 @@ def test_maintenance_runs_at_start_then_daily_and_retries_a_failure_an_hour_late
         rt.close()
 
 
+def test_maintenance_gives_up_rather_than_hang_while_a_split_holds_the_lock(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    rt = _runtime(postgres_url, tmp_path, FakeClock(_at(2027, 6)))
+    try:
+        with rt.engine.connect() as split:
+            split.begin()
+            partitions.lock(split)  # as `db partitions --split-default` holds it while it copies
+            started = time.monotonic()
+            assert not partitioning.DailyPartitions(rt).tick()  # serve and worker start anyway
+            assert 4 < time.monotonic() - started < 30
+            split.rollback()
+        assert partitioning.DailyPartitions(rt).tick()
+    finally:
+        rt.close()
+
+
 def _failing(_runtime: Runtime) -> partitions.EnsureResult:
     raise RuntimeError("lock timeout")
 

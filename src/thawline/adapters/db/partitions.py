@@ -188,16 +188,17 @@ def ensure_partitions(
 
     Idempotent, and serialised with an advisory lock. A month whose rows already sit in the default
     partition is not created (PostgreSQL would refuse: the default partition's rows must move first,
-    with :func:`split_default`); it is reported in ``blocked``. ``lock_timeout_ms`` bounds the wait
-    for the tables' locks (creating a partition briefly locks its table against writers).
+    with :func:`split_default`); it is reported in ``blocked``. ``lock_timeout_ms`` bounds each wait
+    for a lock — the advisory one, and those on the tables (attaching a partition locks the default
+    partition, and the tables its foreign keys refer to, briefly) — after which it raises.
     Does nothing unless the database is PostgreSQL with migration 0013 applied.
     """
     result = EnsureResult()
     if not is_partitioned(conn):
         return result
-    lock(conn)
-    if lock_timeout_ms is not None:
+    if lock_timeout_ms is not None:  # also bounds the wait for the advisory lock (a long split holds it)
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+    lock(conn)
     wanted = sorted(set(wanted_months(around, months_ahead)) | set(months))
     for table in PARTITIONED:
         existing = _existing(conn, table)
@@ -265,7 +266,8 @@ def split_default(
     transaction. Returns the rows moved per month; ``on_month(month, rows)`` is called after each.
 
     The default partition is detached, the months its rows need are created, the rows are copied into
-    the partitioned table (which routes each to its month), the copy is checked row for row by count,
+    the partitioned table (which routes each to its month), the number copied is checked against the
+    number held,
     the detached table is dropped and an empty default partition takes its place. Writers to the table
     wait (its lock is held) until the caller commits; nothing is deleted row by row, so the log's
     append-only triggers are never bypassed.
