@@ -1,9 +1,10 @@
 """Prometheus metrics: counters and histograms kept in process, store gauges read at scrape time.
 
-The process-wide metrics (events by outcome, decision latency, HTTP requests, broker partitions)
-live in ``REGISTRY``. What belongs to the database — the outbox backlog, the log's size and the
-age of its last checkpoint — is read by ``StoreCollector`` when scraped, so every API process and
-worker reports the same figures and nothing has to keep them up to date.
+The process-wide metrics (events by outcome, decision latency, HTTP requests, broker partitions,
+the operation log's append lock) live in ``REGISTRY``. What belongs to the database — the outbox
+backlog, the log's size and the age of its last checkpoint — is read by ``StoreCollector`` when
+scraped, so every API process and worker reports the same figures and nothing has to keep them up
+to date.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from sqlalchemy import func, select
 
 from thawline.adapters.db.schema import notification_outbox, oplog_head
 from thawline.services.runtime import Runtime
-from thawline.services.unit_of_work import UnitOfWork
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -70,6 +70,26 @@ PARTITIONS_OWNED = Gauge(
     "thawline_broker_partitions_owned", "Partitions this worker holds a lease on.", registry=REGISTRY
 )
 
+# The log's append lock is held for one commit (a durable fsync): from 0.1 ms up, finer below 10 ms.
+LOCK_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
+    0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+LOG_LOCK_WAIT = Histogram(
+    "thawline_oplog_lock_wait_seconds",
+    "Time a unit of work waited for the operation log's append lock (PostgreSQL: the oplog_head row "
+    "lock; SQLite: the write lock of BEGIN IMMEDIATE).",
+    buckets=LOCK_BUCKETS,
+    registry=REGISTRY,
+)
+LOG_LOCK_HOLD = Histogram(
+    "thawline_oplog_lock_hold_seconds",
+    "Time a unit of work held the operation log's append lock, from acquiring it to the end of its "
+    "COMMIT (or ROLLBACK); every other appender waits meanwhile.",
+    buckets=LOCK_BUCKETS,
+    registry=REGISTRY,
+)
+
 OUTBOX_STATUSES = ("pending", "dead")
 
 
@@ -104,6 +124,8 @@ class StoreCollector(Collector):
         unsigned = GaugeMetricFamily(
             "thawline_log_unsigned_entries", "Entries no signed checkpoint covers yet."
         )
+        from thawline.services.unit_of_work import UnitOfWork  # noqa: PLC0415 - it reports to this module
+
         with UnitOfWork(self.runtime, read_only=True) as uow:
             counts: dict[str, int] = dict(
                 uow.conn.execute(
@@ -136,6 +158,12 @@ def exposition(runtime: Runtime | None = None) -> bytes:
         store.register(StoreCollector(runtime))
         text += generate_latest(store)
     return text
+
+
+def observe_log_lock(wait: float, hold: float) -> None:
+    """One unit of work's time waiting for and holding the log's append lock, in seconds."""
+    LOG_LOCK_WAIT.observe(wait)
+    LOG_LOCK_HOLD.observe(hold)
 
 
 def observe_batch(result: Any, seconds: float) -> None:

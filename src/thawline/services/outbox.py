@@ -1,11 +1,20 @@
 """The transactional outbox: the messages a change causes, written in that change's transaction.
 
-``UnitOfWork.commit`` calls :func:`write` after appending the log entries and before COMMIT. For
-each entry it writes the holder's in-site message (rendered, delivered by being committed), staff
-notices, and outbox rows for email, SMS and integrators' webhooks, each naming its entry
-(``source_seq``). A crash before COMMIT loses the change and its messages together; after COMMIT
-both are durable and the dispatcher sends the rows at least once. The row id is the idempotency
-key a receiver sees (``webhook-id``, the email Message-ID, the SMS gateway's ``idempotency_key``).
+For each entry of a commit the outbox writes the holder's in-site message (rendered, delivered by
+being committed), staff notices, and outbox rows for email, SMS and integrators' webhooks, each
+naming its entry (``source_seq``). A crash before COMMIT loses the change and its messages together;
+after COMMIT both are durable and the dispatcher sends the rows at least once. The row id is the
+idempotency key a receiver sees (``webhook-id``, the email Message-ID, the SMS gateway's
+``idempotency_key``).
+
+``UnitOfWork.commit`` does it in two steps around the log's append, so that the append lock (which
+every writer waits for) covers as little as possible: :func:`prepare`, before the append, reads the
+variables and renders the messages, numbering them by the record's position; :meth:`Pending.write`,
+after the append and still under its lock, re-reads what other commands may change and the routing
+depends on (the holders' language, contacts and opt-outs, the integrators' active subscriptions) —
+if any of it changed meanwhile, it builds the messages again — then stamps the time and the entries'
+sequence numbers and inserts the rows. The rows are therefore the ones building them under the lock
+would give.
 """
 
 from __future__ import annotations
@@ -55,65 +64,103 @@ class _Holder:
     sms_opt_out: bool
 
 
+Subscriptions = list[tuple[str, tuple[str, ...]]]
+
+
+def _holders(uow: UnitOfWork, account_ids: Sequence[str]) -> dict[str, _Holder | None]:
+    """What routing needs to know of each holder (None for an unknown account), in one query."""
+    rows = uow.conn.execute(
+        select(
+            account.c.id,
+            account.c.language,
+            account.c.integrator,
+            account.c.identity_refs,
+            notification_preference.c.email_opt_out,
+            notification_preference.c.sms_opt_out,
+        )
+        .select_from(
+            account.outerjoin(notification_preference, notification_preference.c.account_id == account.c.id)
+        )
+        .where(account.c.id.in_(account_ids))
+    )
+    found: dict[str, _Holder | None] = dict.fromkeys(account_ids)
+    for row in rows:
+        refs = orjson.loads(row.identity_refs)
+        found[row.id] = _Holder(
+            language=row.language,
+            integrator=row.integrator,
+            has_email=bool(refs.get("email")),
+            has_phone=bool(refs.get("phone")),
+            email_opt_out=bool(row.email_opt_out),
+            sms_opt_out=bool(row.sms_opt_out),
+        )
+    return found
+
+
+def _subscriptions(uow: UnitOfWork, integrators: Sequence[str]) -> dict[str, Subscriptions]:
+    """The integrators' active subscriptions (id, event type patterns), by id, in one query."""
+    w = webhook_subscription
+    rows = uow.conn.execute(
+        select(w.c.integrator, w.c.id, w.c.event_types)
+        .where(w.c.integrator.in_(integrators), w.c.status == "active")
+        .order_by(w.c.id)
+    )
+    found: dict[str, Subscriptions] = {i: [] for i in integrators}
+    for r in rows:
+        found[r.integrator].append((r.id, tuple(r.event_types.split())))
+    return found
+
+
 class _Batch:
-    """The rows one commit adds, with per-commit caches of accounts and subscriptions."""
+    """The rows one commit adds, with per-commit caches of accounts and subscriptions.
+
+    Rows name their entry by its position among the commit's records until :func:`_insert` puts in
+    the sequence numbers; their times and webhook bodies are also filled in then.
+    """
 
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
-        self.now = uow.runtime.clock.now()
         self.outbox: list[dict[str, Any]] = []
         self.inbox: list[dict[str, Any]] = []
         self.staff: list[dict[str, Any]] = []
         self.express: list[str] = []
-        self._holders: dict[str, _Holder | None] = {}
-        self._subs: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        self.secrets_used: list[str] = []  # actions whose one-time secret was sealed into a row
+        self.holders: dict[str, _Holder | None] = {}
+        self.subs: dict[str, Subscriptions] = {}
 
     def holder(self, account_id: str) -> _Holder | None:
-        if account_id not in self._holders:
-            conn = self.uow.conn
-            row = conn.execute(
-                select(account.c.language, account.c.integrator, account.c.identity_refs).where(
-                    account.c.id == account_id
-                )
-            ).first()
-            if row is None:
-                self._holders[account_id] = None
-            else:
-                refs = orjson.loads(row.identity_refs)
-                pref = conn.execute(
-                    select(notification_preference).where(notification_preference.c.account_id == account_id)
-                ).first()
-                self._holders[account_id] = _Holder(
-                    language=row.language,
-                    integrator=row.integrator,
-                    has_email=bool(refs.get("email")),
-                    has_phone=bool(refs.get("phone")),
-                    email_opt_out=bool(pref and pref.email_opt_out),
-                    sms_opt_out=bool(pref and pref.sms_opt_out),
-                )
-        return self._holders[account_id]
+        if account_id not in self.holders:
+            self.holders |= _holders(self.uow, [account_id])
+        return self.holders[account_id]
 
-    def subscriptions(self, integrator: str) -> list[tuple[str, tuple[str, ...]]]:
-        if integrator not in self._subs:
-            rows = self.uow.conn.execute(
-                select(webhook_subscription.c.id, webhook_subscription.c.event_types).where(
-                    webhook_subscription.c.integrator == integrator,
-                    webhook_subscription.c.status == "active",
-                )
-            )
-            self._subs[integrator] = [(r.id, tuple(r.event_types.split())) for r in rows]
-        return self._subs[integrator]
+    def subscriptions(self, integrator: str) -> Subscriptions:
+        if integrator not in self.subs:
+            self.subs |= _subscriptions(self.uow, [integrator])
+        return self.subs[integrator]
+
+    def secret(self, action: str) -> dict[str, str] | None:
+        """The unit of work's secret for ``action`` (the first message of that action takes it)."""
+        if action in self.secrets_used:
+            return None
+        self.secrets_used.append(action)
+        return self.uow.notification_secrets.get(action)
+
+    def current(self) -> bool:
+        """Whether the holders and subscriptions the routing read are still what the database says."""
+        if self.holders and _holders(self.uow, list(self.holders)) != self.holders:
+            return False
+        return not self.subs or _subscriptions(self.uow, list(self.subs)) == self.subs
 
     def queue(self, channel: n.Channel, seq: int, **values: Any) -> str:
         msg_id = new_id()
-        self.outbox.append(_row(self, msg_id, channel, seq, **values))
+        self.outbox.append(_row(msg_id, channel, seq, **values))
         return msg_id
 
 
-def write(uow: UnitOfWork, records: Sequence[LogRecord], appended: range) -> int:
-    """Write every message ``records`` cause (called by the unit of work just before COMMIT)."""
+def _build(uow: UnitOfWork, records: Sequence[LogRecord]) -> _Batch | None:
+    """Route and render the messages of ``records`` (rows numbered by position); None if there are none."""
     batch: _Batch | None = None
-    for record, seq in zip(records, appended, strict=True):
+    for position, record in enumerate(records):
         action = record.action
         if (
             action not in n.HOLDER_TEMPLATE
@@ -122,9 +169,30 @@ def write(uow: UnitOfWork, records: Sequence[LogRecord], appended: range) -> int
         ):
             continue
         batch = batch or _Batch(uow)
-        _route(batch, record, seq)
-    if batch is None:
-        return 0
+        _route(batch, record, position)
+    return batch
+
+
+def _insert(batch: _Batch, appended: range) -> int:
+    """Stamp the rows with the time and their entries' numbers, insert them; returns the outbox rows."""
+    uow = batch.uow
+    now = uow.runtime.clock.now()
+    for row in batch.inbox:
+        row["source_seq"] = appended[row["source_seq"]]
+        row["created_at"] = now
+    for row in batch.staff:
+        row["source_seq"] = appended[row["source_seq"]]
+        row["created_at"] = now
+    for row in batch.outbox:
+        seq = row["source_seq"] = appended[row["source_seq"]]
+        row["created_at"] = row["next_attempt_at"] = now
+        body = row["payload"]
+        if isinstance(body, dict):  # a webhook: {"type", "timestamp", "data"}, the data naming its entry
+            body["timestamp"] = now.isoformat()
+            body["data"]["log_seq"] = seq
+            row["payload"] = orjson.dumps(body).decode()
+    for action in batch.secrets_used:
+        uow.notification_secrets.pop(action, None)
     conn = uow.conn
     if batch.inbox:
         conn.execute(insert(inbox_message), batch.inbox)
@@ -136,6 +204,32 @@ def write(uow: UnitOfWork, records: Sequence[LogRecord], appended: range) -> int
         express = list(batch.express)
         uow.after_commit(lambda: uow.runtime.deliver_now(express))
     return len(batch.outbox)
+
+
+class Pending:
+    """The messages of one commit, built before the log's append; :meth:`write` inserts them."""
+
+    def __init__(self, uow: UnitOfWork, records: Sequence[LogRecord], batch: _Batch | None) -> None:
+        self.uow = uow
+        self.records = records
+        self.batch = batch
+
+    def write(self, appended: range) -> int:
+        """After the append, under its lock: check what the routing read, number, insert; returns the
+        outbox rows (email, SMS, webhooks) written."""
+        batch = self.batch
+        if batch is None:
+            return 0
+        if not batch.current():  # a holder or a subscription changed meanwhile: route them again
+            batch = _build(self.uow, self.records)
+            assert batch is not None  # the same records route again
+        self.batch = None
+        return _insert(batch, appended)
+
+
+def prepare(uow: UnitOfWork, records: Sequence[LogRecord]) -> Pending:
+    """Read and render the messages ``records`` cause, before the log's append (see the module)."""
+    return Pending(uow, records, _build(uow, records))
 
 
 def _route(batch: _Batch, record: LogRecord, seq: int) -> None:
@@ -157,11 +251,11 @@ def _route(batch: _Batch, record: LogRecord, seq: int) -> None:
         for sub_id, patterns in batch.subscriptions(holder.integrator):
             if not n.matches(patterns, event_type):
                 continue
-            if body is None:
+            if body is None:  # serialised once the time and the entry's number are known
                 body = {
                     "type": event_type,
-                    "timestamp": batch.now.isoformat(),
-                    "data": messages.webhook_data(uow, record, event_type) | {"log_seq": seq},
+                    "timestamp": None,
+                    "data": messages.webhook_data(uow, record, event_type) | {"log_seq": None},
                 }
             batch.queue(
                 n.Channel.WEBHOOK,
@@ -169,7 +263,7 @@ def _route(batch: _Batch, record: LogRecord, seq: int) -> None:
                 account_id=account_id,
                 subscription_id=sub_id,
                 event_type=event_type,
-                payload=orjson.dumps(body).decode(),
+                payload=body,
                 mandatory=True,
             )
 
@@ -195,7 +289,7 @@ def _holder_messages(
                 "body": shown.body,
                 "mandatory": mandatory,
                 "source_seq": seq,
-                "created_at": batch.now,
+                "created_at": None,
             }
         )
     common = {
@@ -214,18 +308,18 @@ def _holder_messages(
     ):
         batch.queue(n.Channel.EMAIL, seq, **common)
     if template in n.SMS_TEMPLATES and holder.has_phone and (mandatory or not holder.sms_opt_out):
-        secret = uow.notification_secrets.pop(record.action, None)
+        secret = batch.secret(record.action)
         msg_id = new_id()
         sealed = None
         if secret is not None:
             keys = vault.derive_keys(uow.runtime.vault_master_key)
             sealed = vault.seal_secret(keys, orjson.dumps(secret), msg_id)
-        batch.outbox.append(_row(batch, msg_id, n.Channel.SMS, seq, sealed=sealed, **common))
+        batch.outbox.append(_row(msg_id, n.Channel.SMS, seq, sealed=sealed, **common))
         if template in n.QUIET_HOURS_EXEMPT:
             batch.express.append(msg_id)  # the holder is waiting for it: send right after COMMIT
 
 
-def _row(batch: _Batch, msg_id: str, channel: n.Channel, seq: int, **values: Any) -> dict[str, Any]:
+def _row(msg_id: str, channel: n.Channel, seq: int, **values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": msg_id,
         "channel": channel.value,
@@ -239,8 +333,8 @@ def _row(batch: _Batch, msg_id: str, channel: n.Channel, seq: int, **values: Any
         "source_seq": seq,
         "status": n.Status.PENDING.value,
         "attempts": 0,
-        "next_attempt_at": batch.now,
-        "created_at": batch.now,
+        "next_attempt_at": None,
+        "created_at": None,
     }
     row.update(values)
     return row
@@ -272,7 +366,7 @@ def _staff_notices(batch: _Batch, record: LogRecord, seq: int, template: str) ->
                 "appeal_id": record.subject.appeal_id,
                 "account_id": record.subject.account_id,
                 "source_seq": seq,
-                "created_at": batch.now,
+                "created_at": None,
             }
         )
 

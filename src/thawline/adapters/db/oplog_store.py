@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from time import perf_counter
 from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, select, update
@@ -86,14 +87,22 @@ class StoredCheckpoint:
 
 
 class OplogStore:
-    """The log's tables seen through one connection (and its transaction)."""
+    """The log's tables seen through one connection (and its transaction).
 
-    def __init__(self, conn: Connection) -> None:
+    ``on_lock``, if given, is called with the ``perf_counter()`` reading taken just before the head's
+    locking read, as soon as that read returns: the unit of work times the wait and the hold with it.
+    """
+
+    def __init__(self, conn: Connection, on_lock: Callable[[float], None] | None = None) -> None:
         self.conn = conn
+        self.on_lock = on_lock
 
     def lock_head(self) -> Head:
         """Read the head with a row lock; appends are serialised on it (BEGIN IMMEDIATE on SQLite)."""
+        asked = perf_counter()
         row = self.conn.execute(select(oplog_head).where(oplog_head.c.id == 1).with_for_update()).one()
+        if self.on_lock is not None:
+            self.on_lock(asked)
         return _head(row)
 
     def head(self) -> Head:
