@@ -18,6 +18,11 @@ Prints one JSON object (progress goes to stderr):
   ``postgres_cpu_all_s``: every ``postgres`` process on the machine, others' included);
   ``worker_cpu_ms_per_event`` / ``postgres_cpu_ms_per_event``: the same per decided event, which
   depends far less than the rates on what else the machine runs.
+- ``log_lock_wait_p50_ms`` / ``_p99_ms``, ``log_lock_hold_p50_ms`` / ``_p99_ms``: how long the
+  workers' commits waited for and held the operation log's append lock (the ``oplog_head`` row) during
+  the window, from their ``thawline_oplog_lock_*_seconds`` histograms (scraped at both ends of the
+  window and subtracted, merged over the workers); ``log_lock_held_share``: the workers' summed hold
+  time over the window (near 1.0 would mean the single log is the bottleneck); ``log_lock_commits``.
 - ``loadavg_before`` / ``loadavg_after``: the machine's 1-minute load average around the window (the
   machine may be shared: compare runs made under similar load).
 
@@ -116,16 +121,54 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
 
 
 def scrape_latency(ports: list[int]) -> list[tuple[float, float]]:
+    return scrape_histogram(ports, "thawline_decision_latency_seconds")[0]
+
+
+def scrape_histogram(ports: list[int], name: str) -> tuple[list[tuple[float, float]], float]:
+    """A histogram merged over the processes: cumulative (upper bound, count) buckets and the sum."""
     merged: dict[float, float] = {}
+    total = 0.0
     for port in ports:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         for family in text_string_to_metric_families(text):
-            if family.name == "thawline_decision_latency_seconds":
+            if family.name == name:
                 for s in family.samples:
                     if s.name.endswith("_bucket"):
                         le = float(s.labels["le"])
                         merged[le] = merged.get(le, 0.0) + s.value
-    return sorted(merged.items())
+                    elif s.name.endswith("_sum"):
+                        total += s.value
+    return sorted(merged.items()), total
+
+
+LOCK_WAIT = "thawline_oplog_lock_wait_seconds"
+LOCK_HOLD = "thawline_oplog_lock_hold_seconds"
+
+
+def lock_figures(
+    before: dict[str, tuple[list[tuple[float, float]], float]],
+    after: dict[str, tuple[list[tuple[float, float]], float]],
+    seconds: float,
+) -> dict[str, Any]:
+    """The log lock's wait and hold over a window, from histograms scraped at both of its ends."""
+
+    def delta(name: str) -> tuple[list[tuple[float, float]], float]:
+        start = dict(before[name][0])
+        buckets = [(le, count - start.get(le, 0.0)) for le, count in after[name][0]]
+        return buckets, after[name][1] - before[name][1]
+
+    wait, _wait_sum = delta(LOCK_WAIT)
+    hold, hold_sum = delta(LOCK_HOLD)
+    if not hold or hold[-1][1] == 0:
+        return {"log_lock_commits": 0}
+    return {
+        "log_lock_wait_p50_ms": round(quantile(wait, 0.50) * 1000, 2),
+        "log_lock_wait_p99_ms": round(quantile(wait, 0.99) * 1000, 2),
+        "log_lock_hold_p50_ms": round(quantile(hold, 0.50) * 1000, 2),
+        "log_lock_hold_p99_ms": round(quantile(hold, 0.99) * 1000, 2),
+        "log_lock_held_share": round(hold_sum / seconds, 3),
+        "log_lock_commits": int(hold[-1][1]),
+    }
 
 
 def make_batches(accounts: int, batch: int, count: int, seed: int) -> list[bytes]:
@@ -313,6 +356,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one straight script
         cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
         pg0 = postgres_cpu()
         ours0 = backend_cpu(decided.conn, schema)
+        locks0 = {name: scrape_histogram(metric_ports, name) for name in (LOCK_WAIT, LOCK_HOLD)}
         wall0 = time.monotonic()
         start_count = decided.read()
         accepted, elapsed = asyncio.run(
@@ -324,6 +368,9 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one straight script
         ours1 = backend_cpu(decided.conn, schema)
         load1 = os.getloadavg()[0]
         wall = time.monotonic() - wall0
+        locks = lock_figures(
+            locks0, {name: scrape_histogram(metric_ports, name) for name in (LOCK_WAIT, LOCK_HOLD)}, wall
+        )
         say("draining the backlog")
         drain0 = time.monotonic()
         while decided.read() - start_count < accepted and time.monotonic() - drain0 < 300:
@@ -352,6 +399,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one straight script
             "postgres_cpu_all_s": round(pg1 - pg0, 1),
             "worker_cpu_ms_per_event": round(1000 * worker_cpu / max(decided_in_window, 1), 3),
             "postgres_cpu_ms_per_event": round(1000 * pg_ours / max(decided_in_window, 1), 3),
+            **locks,
             "loadavg_before": round(load0, 2),
             "loadavg_after": round(load1, 2),
             "wall_s": round(wall, 1),
