@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from thawline.adapters.db.schema import (
     account,
@@ -67,24 +67,35 @@ class _Holder:
 Subscriptions = list[tuple[str, tuple[str, ...]]]
 
 
+# Built once: constructing a statement costs more than running it (both run twice per notifying commit).
+_HOLDERS = (
+    select(
+        account.c.id,
+        account.c.language,
+        account.c.integrator,
+        account.c.identity_refs,
+        notification_preference.c.email_opt_out,
+        notification_preference.c.sms_opt_out,
+    )
+    .select_from(
+        account.outerjoin(notification_preference, notification_preference.c.account_id == account.c.id)
+    )
+    .where(account.c.id.in_(bindparam("ids", expanding=True)))
+)
+_SUBSCRIPTIONS = (
+    select(webhook_subscription.c.integrator, webhook_subscription.c.id, webhook_subscription.c.event_types)
+    .where(
+        webhook_subscription.c.integrator.in_(bindparam("integrators", expanding=True)),
+        webhook_subscription.c.status == "active",
+    )
+    .order_by(webhook_subscription.c.id)
+)
+
+
 def _holders(uow: UnitOfWork, account_ids: Sequence[str]) -> dict[str, _Holder | None]:
     """What routing needs to know of each holder (None for an unknown account), in one query."""
-    rows = uow.conn.execute(
-        select(
-            account.c.id,
-            account.c.language,
-            account.c.integrator,
-            account.c.identity_refs,
-            notification_preference.c.email_opt_out,
-            notification_preference.c.sms_opt_out,
-        )
-        .select_from(
-            account.outerjoin(notification_preference, notification_preference.c.account_id == account.c.id)
-        )
-        .where(account.c.id.in_(account_ids))
-    )
     found: dict[str, _Holder | None] = dict.fromkeys(account_ids)
-    for row in rows:
+    for row in uow.conn.execute(_HOLDERS, {"ids": list(account_ids)}):
         refs = orjson.loads(row.identity_refs)
         found[row.id] = _Holder(
             language=row.language,
@@ -99,14 +110,8 @@ def _holders(uow: UnitOfWork, account_ids: Sequence[str]) -> dict[str, _Holder |
 
 def _subscriptions(uow: UnitOfWork, integrators: Sequence[str]) -> dict[str, Subscriptions]:
     """The integrators' active subscriptions (id, event type patterns), by id, in one query."""
-    w = webhook_subscription
-    rows = uow.conn.execute(
-        select(w.c.integrator, w.c.id, w.c.event_types)
-        .where(w.c.integrator.in_(integrators), w.c.status == "active")
-        .order_by(w.c.id)
-    )
     found: dict[str, Subscriptions] = {i: [] for i in integrators}
-    for r in rows:
+    for r in uow.conn.execute(_SUBSCRIPTIONS, {"integrators": list(integrators)}):
         found[r.integrator].append((r.id, tuple(r.event_types.split())))
     return found
 
