@@ -6,7 +6,9 @@ Prints one JSON object:
 
 - ``engine_events_per_s``: features + the default ruleset, in process, one core, over a simulated
   world's events (no database); ``engine_cpu_events_per_s`` the same per second of this process's
-  CPU time (steadier than the wall clock on a shared machine).
+  CPU time (steadier than the wall clock on a shared machine); ``engine_compiled`` whether the
+  compiled feature update (``tools/build_accel.py``) was in use — ``THAWLINE_PURE_PYTHON=1``
+  measures the plain module.
 - ``ingest_events_per_s``: batches of 10,000 through ``POST /v1/events`` on a real ``thawline serve``
   (uvicorn, loopback, SQLite) with storage, decisions, freezes and the operation log;
   ``ingest_server_cpu_events_per_s`` the same per second of the server's CPU time (Linux).
@@ -45,7 +47,7 @@ from sqlalchemy import create_engine, insert
 
 from thawline.adapters.db.schema import account, vault_subject
 from thawline.domain.events import Event
-from thawline.domain.features import AccountState, Thresholds
+from thawline.domain.features import ACCELERATED, AccountState, Thresholds
 from thawline.domain.lists import normalise
 from thawline.domain.rules import Action, Ruleset
 from thawline.services.engine import default_ip_ranges, default_ruleset_text
@@ -327,6 +329,7 @@ def main() -> None:
     result = {
         "engine_events_per_s": round(rate, 1),
         "engine_cpu_events_per_s": round(cpu_rate, 1),
+        "engine_compiled": ACCELERATED,
         "ingest_events_per_s": round(ingest, 1),
         "ingest_server_cpu_events_per_s": round(ingest_cpu, 1) if ingest_cpu else None,
         "authorize_p50_ms": round(statistics.median(latencies), 3),

@@ -29,6 +29,12 @@ Exactly once in effect. A message is acknowledged only after its batch committed
 between commit and acknowledgement redelivers it, and the engine skips event ids it has stored;
 two owners racing on the same events (a paused worker whose lease lapsed) collide on the event's
 primary key, and the loser's transaction rolls back whole.
+
+The fence. A lease alone cannot stop a paused worker from committing after its successor took
+over, which could interleave two workers' rounds for one account. Taking a lease therefore also
+raises the partition's epoch in the database (``partition_fence.claim``, logged), and every round's
+transaction first checks the epochs it holds (``partition_fence.check``, ``FOR SHARE`` on
+PostgreSQL): a stale round fails it and rolls back, and its partitions are given up as lost.
 """
 
 from __future__ import annotations
@@ -54,11 +60,12 @@ from nats.js.kv import KeyValue
 
 from thawline.domain.errors import ConflictError
 from thawline.oplog.entry import Actor, ActorKind
-from thawline.services import logs
+from thawline.services import logs, partition_fence
 from thawline.services.broker import HDR_ACCEPTED, HDR_ACTOR, HDR_REQUEST, BrokerConfig, connect
 from thawline.services.engine import EVENT_ADAPTER, RiskEngine
 from thawline.services.metrics import DECISION_LATENCY, PARTITION_PENDING, PARTITIONS_OWNED, count_outcomes
 from thawline.services.runtime import Runtime
+from thawline.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger("thawline.broker")
 T = TypeVar("T")
@@ -81,6 +88,7 @@ class Lease:
     accounts: set[str] = field(default_factory=set)  # whose state this engine built while owning
     stopping: bool = False
     lost: bool = False  # a renewal failed: nothing fetched under this lease may be committed any more
+    epoch: int = 0  # this worker's epoch in partition_owner (the fence every round checks)
 
 
 @dataclass(eq=False)
@@ -207,6 +215,15 @@ class PartitionConsumer:
         except KeyWrongLastSequenceError:
             return  # someone holds it
         lease = Lease(p, revision, time.monotonic())
+        try:  # the fence: from now on rounds of the partition's previous owner cannot commit
+            lease.epoch = await asyncio.to_thread(
+                partition_fence.claim, self.runtime, self.cfg.stream, p, self.worker_id
+            )
+        except Exception:
+            log.exception("could not record the claim of partition %d; releasing it", p)
+            with contextlib.suppress(Exception):
+                await self._kv.delete(f"p.{p}", last=revision)
+            return
         self.leases[p] = lease
         # A fresh consumer delivers from the first unacknowledged message, in stream order.
         with contextlib.suppress(JsNotFoundError):
@@ -381,8 +398,18 @@ class PartitionConsumer:
             partitions = sorted({one.batch.lease.partition for one, _run, _evs in group})
             requests = sorted({m.headers.get(HDR_REQUEST, "") for m in msgs if m.headers} - {""})
             token = logs.request_id.set(requests[0] if len(requests) == 1 else ",".join(requests[:5]))
+            held = {one.batch.lease.partition: one.batch.lease.epoch for one, _run, _evs in group}
             try:
-                result = await asyncio.to_thread(self._ingest, events, actor_ref)
+                result = await asyncio.to_thread(self._ingest, events, actor_ref, held)
+            except partition_fence.LeaseLostError as lost:
+                for p in lost.partitions:  # another worker claimed them: nothing more from us
+                    lease = self.leases.get(p)
+                    if lease is not None and not lease.lost:
+                        log.warning("partition %d was claimed by another worker; dropping it", p)
+                        lease.stopping = lease.lost = True
+                        self._in_background(self._give_up(lease, hand_back=False))
+                raise
+            else:
                 log.info(
                     "partitions %s: %d events committed (%d duplicates, %d refused)",
                     ",".join(map(str, partitions)),
@@ -421,12 +448,16 @@ class PartitionConsumer:
             PARTITION_PENDING.labels(str(batch.lease.partition)).set(pending)
         _settle(batch, ok=True)
 
-    def _ingest(self, events: list[Any], actor_ref: str) -> Any:
+    def _ingest(self, events: list[Any], actor_ref: str, held: dict[int, int]) -> Any:
         actor = Actor(ActorKind.INTEGRATOR, actor_ref) if actor_ref else Actor(ActorKind.SYSTEM, "broker")
+
+        def fence(uow: UnitOfWork) -> None:
+            partition_fence.check(uow, self.cfg.stream, held)
+
         try:
-            return self.engine.ingest(events, actor)
+            return self.engine.ingest(events, actor, fence=fence)
         except ConflictError:  # another owner stored some of these meanwhile: now they are duplicates
-            return self.engine.ingest(events, actor)
+            return self.engine.ingest(events, actor, fence=fence)
 
 
 def _settle(batch: Batch, *, ok: bool) -> None:

@@ -20,7 +20,7 @@ import secrets
 import threading
 import tomllib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
@@ -236,12 +236,20 @@ class RiskEngine:
 
     # -- ingestion --------------------------------------------------------------------------------
 
-    def ingest(self, events: Sequence[Any], actor: Actor) -> IngestResult:
-        """Store, evaluate and act on a batch of validated events in one transaction."""
+    def ingest(
+        self, events: Sequence[Any], actor: Actor, *, fence: Callable[[UnitOfWork], None] | None = None
+    ) -> IngestResult:
+        """Store, evaluate and act on a batch of validated events in one transaction.
+
+        ``fence`` runs first inside that transaction (broker mode: are this worker's partition
+        epochs still current?); if it raises, nothing is stored.
+        """
         with self.lock:
             touched: set[str] = set()
             try:
                 with UnitOfWork(self.runtime) as uow:
+                    if fence is not None:
+                        fence(uow)
                     result = self._ingest(uow, events, actor, touched)
                     uow.commit()
                 return result

@@ -452,6 +452,20 @@ account_key = Table(
     Index("ix_account_key_account", "account_id"),
 )
 
+# Broker mode: which worker owns a partition of the event stream, and since which epoch. A worker
+# raises the epoch when it takes a partition, and every round it commits first checks (FOR SHARE on
+# PostgreSQL) that the epochs it holds are still current: a worker whose lease lapsed while it was
+# paused can never commit after its successor took over (the fence behind the JetStream leases).
+partition_owner = Table(
+    "partition_owner",
+    metadata,
+    Column("stream", String(64), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("owner", String(128), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("taken_at", UTCDateTime, nullable=False),
+)
+
 # Re-screening runs: every account re-evaluated against the current lists and ruleset; resumable.
 rescreen_job = Table(
     "rescreen_job",

@@ -1,0 +1,77 @@
+"""The fence behind broker mode's partition leases: owner epochs kept in the database.
+
+A JetStream lease says who *should* own a partition; it cannot stop a worker that was paused (a long
+GC, a frozen VM, a network split) from committing a round after its lease lapsed and a successor
+took over. So a worker that takes a partition also raises the partition's epoch in
+``partition_owner`` (logged as ``broker.partition_claimed``), and every round it commits first
+checks, inside the round's own transaction, that the epochs it holds are still current — with
+``FOR SHARE`` on PostgreSQL, so a successor's claim waits for a round in flight to commit, and a
+round that starts after the claim fails the check and rolls back whole. Then no two workers'
+commits for one partition ever interleave: per-account order holds even when leases go wrong, and
+event-id idempotency makes what the successor redelivers harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import insert, select, update
+
+from thawline.adapters.db.schema import partition_owner
+from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
+from thawline.services.runtime import Runtime
+from thawline.services.unit_of_work import UnitOfWork
+
+
+class LeaseLostError(Exception):
+    """The partitions' epochs moved on: another worker owns them now; nothing was committed."""
+
+    def __init__(self, partitions: list[int]) -> None:
+        super().__init__(f"partitions {partitions} are owned by another worker now")
+        self.partitions = partitions
+
+
+def claim(runtime: Runtime, stream: str, partition: int, owner: str) -> int:
+    """Record ``owner`` as the partition's owner under a new epoch and return that epoch."""
+    with UnitOfWork(runtime) as uow:
+        where = (partition_owner.c.stream == stream) & (partition_owner.c.partition == partition)
+        row = uow.conn.execute(select(partition_owner).where(where).with_for_update()).first()
+        now = runtime.clock.now()
+        if row is None:
+            epoch, previous = 1, None
+            uow.conn.execute(
+                insert(partition_owner).values(
+                    stream=stream, partition=partition, owner=owner, epoch=epoch, taken_at=now
+                )
+            )
+        else:
+            epoch, previous = row.epoch + 1, row.owner
+            changes = {"owner": owner, "epoch": epoch, "taken_at": now}
+            uow.conn.execute(update(partition_owner).where(where).values(**changes))
+        uow.mark_changed()
+        uow.record(
+            LogRecord(
+                action="broker.partition_claimed",
+                actor=Actor(ActorKind.SYSTEM, "broker-worker"),
+                subject=Subject(ref=f"partition:{stream}.{partition}"),
+                details={"owner": owner, "epoch": epoch, "previous_owner": previous},
+            )
+        )
+        uow.commit()
+    return epoch
+
+
+def check(uow: UnitOfWork, stream: str, held: Mapping[int, int]) -> None:
+    """Raise LeaseLostError unless every partition in ``held`` (partition -> epoch) still has that
+    epoch; on PostgreSQL the rows stay share-locked until ``uow`` ends, so no claim slips in."""
+    if not held:
+        return
+    rows = uow.conn.execute(
+        select(partition_owner.c.partition, partition_owner.c.epoch)
+        .where(partition_owner.c.stream == stream, partition_owner.c.partition.in_(sorted(held)))
+        .with_for_update(read=True)
+    ).all()
+    current: dict[int, int] = {p: e for p, e in rows}  # noqa: C416 - rows are Row tuples
+    lost = sorted(p for p, epoch in held.items() if current.get(p) != epoch)
+    if lost:
+        raise LeaseLostError(lost)
