@@ -97,3 +97,30 @@ def test_a_claim_waits_for_the_round_in_flight_on_postgresql(runtime: Runtime) -
         order.append("round ended")  # leaving the unit of work ends the transaction
     thread.join(10)
     assert order == ["round ended", "claimed"]
+
+
+def test_a_stalled_round_cannot_keep_its_partitions_on_postgresql(runtime: Runtime) -> None:
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("the stall timeout is PostgreSQL's idle_in_transaction_session_timeout")
+    epoch = partition_fence.claim(runtime, STREAM, 6, "worker-a")
+    with UnitOfWork(runtime) as uow:
+        partition_fence.check(uow, STREAM, {6: epoch}, stall_seconds=0.5)
+        time.sleep(1.5)  # worker-a stalls (paused) holding the share lock: the server ends it
+        started = time.monotonic()
+        assert partition_fence.claim(runtime, STREAM, 6, "worker-b", wait_seconds=5) == epoch + 1
+        assert time.monotonic() - started < 5  # not kept waiting by the stalled round
+        with pytest.raises(Exception, match=r"idle-in-transaction|terminat|closed"):
+            uow.conn.execute(select(func.count()).select_from(partition_owner)).scalar_one()
+
+
+def test_a_claim_gives_up_after_its_wait_on_postgresql(runtime: Runtime) -> None:
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("lock_timeout is PostgreSQL's")
+    epoch = partition_fence.claim(runtime, STREAM, 7, "worker-a")
+    with UnitOfWork(runtime) as uow:
+        partition_fence.check(uow, STREAM, {7: epoch})  # a round in flight, not stalled
+        started = time.monotonic()
+        with pytest.raises(Exception, match="lock timeout"):
+            partition_fence.claim(runtime, STREAM, 7, "worker-b", wait_seconds=0.3)
+        assert time.monotonic() - started < 3
+    assert partition_fence.claim(runtime, STREAM, 7, "worker-b") == epoch + 1  # later it succeeds

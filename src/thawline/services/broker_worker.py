@@ -217,7 +217,12 @@ class PartitionConsumer:
         lease = Lease(p, revision, time.monotonic())
         try:  # the fence: from now on rounds of the partition's previous owner cannot commit
             lease.epoch = await asyncio.to_thread(
-                partition_fence.claim, self.runtime, self.cfg.stream, p, self.worker_id
+                partition_fence.claim,
+                self.runtime,
+                self.cfg.stream,
+                p,
+                self.worker_id,
+                wait_seconds=self.cfg.lease_seconds,
             )
         except Exception:
             log.exception("could not record the claim of partition %d; releasing it", p)
@@ -452,7 +457,8 @@ class PartitionConsumer:
         actor = Actor(ActorKind.INTEGRATOR, actor_ref) if actor_ref else Actor(ActorKind.SYSTEM, "broker")
 
         def fence(uow: UnitOfWork) -> None:
-            partition_fence.check(uow, self.cfg.stream, held)
+            # A round stalled twice a lease long is ended by PostgreSQL, freeing its partitions.
+            partition_fence.check(uow, self.cfg.stream, held, stall_seconds=2 * self.cfg.lease_seconds)
 
         try:
             return self.engine.ingest(events, actor, fence=fence)

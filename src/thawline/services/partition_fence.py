@@ -31,9 +31,16 @@ class LeaseLostError(Exception):
         self.partitions = partitions
 
 
-def claim(runtime: Runtime, stream: str, partition: int, owner: str) -> int:
-    """Record ``owner`` as the partition's owner under a new epoch and return that epoch."""
+def claim(runtime: Runtime, stream: str, partition: int, owner: str, *, wait_seconds: float = 0) -> int:
+    """Record ``owner`` as the partition's owner under a new epoch and return that epoch.
+
+    A round of the previous owner still in flight makes the claim wait for its end; with
+    ``wait_seconds`` (PostgreSQL) it waits at most that long and then raises (try again later).
+    """
     with UnitOfWork(runtime) as uow:
+        if wait_seconds > 0 and uow.conn.dialect.name == "postgresql":
+            # SET takes no bind parameters; the value is a number formatted here, never input.
+            uow.conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait_seconds * 1000)}")
         where = (partition_owner.c.stream == stream) & (partition_owner.c.partition == partition)
         row = uow.conn.execute(select(partition_owner).where(where).with_for_update()).first()
         now = runtime.clock.now()
@@ -61,11 +68,21 @@ def claim(runtime: Runtime, stream: str, partition: int, owner: str) -> int:
     return epoch
 
 
-def check(uow: UnitOfWork, stream: str, held: Mapping[int, int]) -> None:
+def check(uow: UnitOfWork, stream: str, held: Mapping[int, int], *, stall_seconds: float = 0) -> None:
     """Raise LeaseLostError unless every partition in ``held`` (partition -> epoch) still has that
-    epoch; on PostgreSQL the rows stay share-locked until ``uow`` ends, so no claim slips in."""
+    epoch; on PostgreSQL the rows stay share-locked until ``uow`` ends, so no claim slips in.
+
+    ``stall_seconds`` (PostgreSQL): should this worker stall inside the transaction for that long
+    (paused, frozen), the server ends its session, so that the share locks it holds cannot keep a
+    successor from claiming the partitions; the stalled round then fails to commit.
+    """
     if not held:
         return
+    if stall_seconds > 0 and uow.conn.dialect.name == "postgresql":
+        # SET takes no bind parameters; the value is a number formatted here, never input.
+        uow.conn.exec_driver_sql(
+            f"SET LOCAL idle_in_transaction_session_timeout = {int(stall_seconds * 1000)}"
+        )
     rows = uow.conn.execute(
         select(partition_owner.c.partition, partition_owner.c.epoch)
         .where(partition_owner.c.stream == stream, partition_owner.c.partition.in_(sorted(held)))
