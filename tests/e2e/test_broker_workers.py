@@ -214,62 +214,8 @@ def _events() -> list[dict[str, Any]]:
     return out
 
 
-def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(cluster: Cluster) -> None:
-    key = cluster.run("apikey", "create", "--name", "it", "--scope", "admin", "--json")
-    assert key.returncode == 0, key.stderr
-    headers = {"Authorization": "Bearer " + orjson.loads(key.stdout)["key"]}
-    http = httpx.Client(base_url=cluster.base, headers=headers, timeout=60)
-    for a in range(ACCOUNTS):
-        made = http.post(
-            "/v1/accounts", json={"id": f"acc_{a}", "holder": {"name": f"持卡人{a}"}, "kyc_level": "full"}
-        )
-        assert made.status_code == 201, made.text
-    for n in range(3):
-        cluster.start_worker(n)
-    deadline = time.monotonic() + 90
-    while True:  # wait until the three share the partitions
-        leases = asyncio.run(_leases(cluster.stream))
-        if len(leases) == PARTITIONS and len(set(leases.values())) == 3:
-            break
-        assert time.monotonic() < deadline, f"leases never spread: {leases}"
-        time.sleep(0.5)
-
-    events = _events()
-    batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
-    accepted: list[str] = []
-    victim = cluster.workers[0]
-    victim_id = cluster.worker_id(0)
-    for k, batch in enumerate(batches):
-        answer = http.post("/v1/events", json={"events": batch}, headers={"X-Request-ID": f"burst-{k}"})
-        assert answer.status_code == 202, answer.text
-        body = answer.json()
-        assert (body["rejected"], body["duplicates"]) == ([], [])
-        accepted += [a["id"] for a in body["accepted"]]
-        assert all(a["partition"] == partition_of(a["account_id"], PARTITIONS) for a in body["accepted"])
-        if k == len(batches) // 2:
-            victim.send_signal(signal.SIGKILL)  # mid-burst: it holds leases and batches in flight
-            victim.wait(timeout=10)
-    assert len(accepted) == len(events) == len(set(accepted))
-    # A replay inside JetStream's window is a duplicate at once.
-    again = http.post("/v1/events", json={"events": batches[0][:5]})
-    assert (again.status_code, len(again.json()["duplicates"])) == (202, 5)
-
-    db = create_engine(cluster.db_url)
-    deadline = time.monotonic() + 180
-    while True:
-        with db.connect() as conn:
-            stored = conn.execute(text("SELECT count(*) FROM event")).scalar_one()
-        if stored >= len(accepted):
-            break
-        assert time.monotonic() < deadline, f"only {stored} of {len(accepted)} events were evaluated"
-        time.sleep(0.5)
-    # A redelivery beyond JetStream's duplicate window: the engine skips the stored event id.
-    asyncio.run(_republish(cluster.stream, events[0], "replay-" + secrets.token_hex(4)))
-    deadline = time.monotonic() + 60
-    survivors = [cluster.tmp / f"worker{n}.log" for n in (1, 2)]
-    while "0 events committed (1 duplicates" not in "".join(p.read_text(errors="replace") for p in survivors):
-        assert time.monotonic() < deadline, "the replayed event was never consumed"
-        time.sleep(0.5)
+def assert_exactly_once_in_order(db: Any, accepted: list[str]) -> None:
+    """Every accepted event stored and evaluated once, accounts frozen once per rule, in order."""
     with db.connect() as conn:
         ingested = [
             orjson.loads(entry)
@@ -302,6 +248,76 @@ def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(cluster: Cl
             int(r.id.rsplit("_", 1)[1]) for r in sorted(mine, key=lambda r: (r.received_at, r.occurred_at))
         ]
         assert evaluated == sorted(evaluated), f"{account_id} evaluated out of order: {evaluated}"
+
+
+def start(cluster: Cluster) -> httpx.Client:
+    """An admin client, the accounts, and three workers sharing the partitions."""
+    key = cluster.run("apikey", "create", "--name", "it", "--scope", "admin", "--json")
+    assert key.returncode == 0, key.stderr
+    headers = {"Authorization": "Bearer " + orjson.loads(key.stdout)["key"]}
+    http = httpx.Client(base_url=cluster.base, headers=headers, timeout=60)
+    for a in range(ACCOUNTS):
+        made = http.post(
+            "/v1/accounts", json={"id": f"acc_{a}", "holder": {"name": f"持卡人{a}"}, "kyc_level": "full"}
+        )
+        assert made.status_code == 201, made.text
+    for n in range(3):
+        cluster.start_worker(n)
+    deadline = time.monotonic() + 90
+    while True:  # wait until the three share the partitions
+        leases = asyncio.run(_leases(cluster.stream))
+        if len(leases) == PARTITIONS and len(set(leases.values())) == 3:
+            break
+        assert time.monotonic() < deadline, f"leases never spread: {leases}"
+        time.sleep(0.5)
+    return http
+
+
+def wait_until_stored(db: Any, accepted: list[str], seconds: float = 180) -> None:
+    """Wait until every accepted event is in the database."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with db.connect() as conn:
+            stored = conn.execute(text("SELECT count(*) FROM event")).scalar_one()
+        if stored >= len(accepted):
+            return
+        assert time.monotonic() < deadline, f"only {stored} of {len(accepted)} events were evaluated"
+        time.sleep(0.5)
+
+
+def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(cluster: Cluster) -> None:
+    http = start(cluster)
+
+    events = _events()
+    batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+    accepted: list[str] = []
+    victim = cluster.workers[0]
+    victim_id = cluster.worker_id(0)
+    for k, batch in enumerate(batches):
+        answer = http.post("/v1/events", json={"events": batch}, headers={"X-Request-ID": f"burst-{k}"})
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        assert (body["rejected"], body["duplicates"]) == ([], [])
+        accepted += [a["id"] for a in body["accepted"]]
+        assert all(a["partition"] == partition_of(a["account_id"], PARTITIONS) for a in body["accepted"])
+        if k == len(batches) // 2:
+            victim.send_signal(signal.SIGKILL)  # mid-burst: it holds leases and batches in flight
+            victim.wait(timeout=10)
+    assert len(accepted) == len(events) == len(set(accepted))
+    # A replay inside JetStream's window is a duplicate at once.
+    again = http.post("/v1/events", json={"events": batches[0][:5]})
+    assert (again.status_code, len(again.json()["duplicates"])) == (202, 5)
+
+    db = create_engine(cluster.db_url)
+    wait_until_stored(db, accepted)
+    # A redelivery beyond JetStream's duplicate window: the engine skips the stored event id.
+    asyncio.run(_republish(cluster.stream, events[0], "replay-" + secrets.token_hex(4)))
+    deadline = time.monotonic() + 60
+    survivors = [cluster.tmp / f"worker{n}.log" for n in (1, 2)]
+    while "0 events committed (1 duplicates" not in "".join(p.read_text(errors="replace") for p in survivors):
+        assert time.monotonic() < deadline, "the replayed event was never consumed"
+        time.sleep(0.5)
+    assert_exactly_once_in_order(db, accepted)
     # The dead worker's partitions moved to the survivors.
     leases = asyncio.run(_leases(cluster.stream))
     assert victim_id not in leases.values()
@@ -312,4 +328,48 @@ def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(cluster: Cl
     # The correlation id travelled with the events to the workers' lines.
     worker_logs = "".join((cluster.tmp / f"worker{n}.log").read_text(errors="replace") for n in (1, 2))
     assert '"request_id":"burst-' in worker_logs or '"request_id": "burst-' in worker_logs
+    db.dispose()
+
+
+def test_a_paused_worker_commits_nothing_after_its_partitions_moved(cluster: Cluster) -> None:
+    """SIGSTOP a worker mid-burst (a long GC, a frozen VM) until the others took its partitions,
+    then SIGCONT it: the fence (partition epochs) makes its stale rounds roll back."""
+    http = start(cluster)
+    events = _events()
+    batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+    accepted: list[str] = []
+    victim = cluster.workers[0]
+    victim_id = cluster.worker_id(0)
+    for k, batch in enumerate(batches):
+        answer = http.post("/v1/events", json={"events": batch})
+        assert answer.status_code == 202, answer.text
+        accepted += [a["id"] for a in answer.json()["accepted"]]
+        if k == len(batches) // 3:
+            victim.send_signal(signal.SIGSTOP)  # paused with leases, maybe inside a round
+    deadline = time.monotonic() + 120
+    while True:  # the survivors take over every partition of the paused worker
+        leases = asyncio.run(_leases(cluster.stream))
+        if len(leases) == PARTITIONS and victim_id not in leases.values():
+            break
+        assert time.monotonic() < deadline, f"the paused worker's partitions never moved: {leases}"
+        time.sleep(0.5)
+    db = create_engine(cluster.db_url)
+    wait_until_stored(db, accepted)
+    victim.send_signal(signal.SIGCONT)  # it wakes up believing it still owns its partitions
+    deadline = time.monotonic() + 60
+    log0 = cluster.tmp / "worker0.log"
+    while not any(
+        words in log0.read_text(errors="replace")
+        for words in ("lost the lease", "claimed by another worker", "dropped partition")
+    ):
+        assert time.monotonic() < deadline, "the resumed worker never noticed it lost its partitions"
+        time.sleep(0.5)
+    time.sleep(2)  # let whatever it still had in flight try to commit
+    assert_exactly_once_in_order(db, accepted)
+    with db.connect() as conn:
+        epochs = dict(conn.execute(text("SELECT partition, epoch FROM partition_owner")).all())
+    assert len(epochs) == PARTITIONS
+    assert max(epochs.values()) >= 2  # the paused worker's partitions were claimed again
+    verdict = cluster.run("log", "verify", "--json")
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
     db.dispose()
