@@ -59,7 +59,11 @@ def build() -> Path:
         cmd.build_temp = str(Path(tmp) / "obj")
         dist.run_command("build_ext")
         built = Path(tmp) / "lib" / "thawline" / "domain" / target().name
-        shutil.copy(built, target())
+        # Into place by rename, never by overwriting: a running process has the old file mapped,
+        # and writing into it would crash that process; a rename leaves its mapping intact.
+        staged = target().with_name(target().name + ".new")
+        shutil.copy(built, staged)
+        os.replace(staged, target())
     return target()
 
 

@@ -181,7 +181,7 @@ def test_events_and_log_bundles_of_several_months_migrate_into_their_months(
 
     rt = _runtime(database_url, tmp_path, clock)  # migrates to 0013
     try:
-        assert current(rt.engine) == "0013"
+        assert current(rt.engine) >= "0013"  # 0013 or a later head
         assert _snapshot(rt.engine) == before
         report = verify_log(rt)
         assert report.ok, report.problem
