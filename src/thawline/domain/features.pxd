@@ -45,6 +45,8 @@ cdef class AccountState:
 
     cpdef _learn(self)
 
+    # _add and slide index the window lists only inside their bounds (the loops test them first, and
+    # never with a negative index): tools/build_accel.py compiles these two without bounds checks.
     @cython.locals(n=Py_ssize_t, i=Py_ssize_t, w=Py_ssize_t, span=double, total=double, edge=double,
                    now=double, was_10m=Py_ssize_t, was_1h=Py_ssize_t, small=double, below=long,
                    a=double, first=Py_ssize_t, left=Py_ssize_t)

@@ -474,7 +474,7 @@ class AccountState:
         times, amounts, starts, sums = self.times, self.amounts, self.starts, self.sums
         now = self.newest
         n = len(times)
-        if n and ts < times[-1]:  # late: it lands where its time says
+        if n and ts < times[n - 1]:  # late: it lands where its time says
             for w in range(len(_SPANS)):
                 self.slide(w, before)
             self._insert(ts, amount, party, credit)
@@ -516,7 +516,7 @@ class AccountState:
                     counts[gone] = left
                 else:
                     del counts[gone]
-        if starts[-1] >= _TRIM:
+        if starts[len(_SPANS) - 1] >= _TRIM:
             first = min(starts)
             del times[:first], amounts[:first], self.parties[:first], self.credits[:first]
             self.starts = [s - first for s in starts]
