@@ -65,6 +65,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+import _scratch as scratch  # bench/_scratch.py, beside this script
 from thawline.config import Settings
 from thawline.domain.events import Login, Transaction
 from thawline.domain.freezes import FreezeScope, ReasonCategory, Restriction, SourceKind
@@ -338,7 +339,7 @@ def run(job: Job) -> dict[str, Any]:
     ]
     for p in procs:
         p.start()
-    monitor = psycopg.connect(_conninfo(job.settings.database_url), autocommit=True) if app else None
+    monitor = psycopg.connect(scratch.conninfo(job.settings.database_url), autocommit=True) if app else None
     barrier.wait(timeout=300)
     busy0, total0 = cpu_times()
     pg0 = _backend_cpu(monitor, app) if monitor and app else {}
@@ -392,11 +393,6 @@ def run(job: Job) -> dict[str, Any]:
     }
 
 
-def _conninfo(url: str) -> str:
-    u = make_url(url)
-    return f"host={u.host} port={u.port or 5432} dbname={u.database} user={u.username or 'postgres'}"
-
-
 def _backend_cpu(conn: psycopg.Connection[Any], app: str) -> dict[int, float]:
     rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,)).fetchall()
     return {int(pid): cpu_seconds(int(pid)) for (pid,) in rows}
@@ -432,7 +428,7 @@ def setup(rt: Runtime, writers: int) -> None:
             uow.commit()
 
 
-def main() -> None:  # noqa: PLR0915 - one straight script
+def main() -> None:
     """Run the benchmark and print one JSON object."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2 s per run; finishes in about a minute")
@@ -449,22 +445,9 @@ def main() -> None:  # noqa: PLR0915 - one straight script
         ap.error(f"unknown workloads: {', '.join(sorted(unknown))}")
 
     tmp = Path(tempfile.mkdtemp(prefix="thawline-logcontention-"))
-    schema = None
-    app = None
-    url = args.database_url
-    backend = make_url(url).get_backend_name()
-    if backend == "postgresql":
-        schema = app = "bench_" + secrets.token_hex(5)
-        with psycopg.connect(_conninfo(url), autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        url = (
-            make_url(url)
-            .set(
-                drivername="postgresql+psycopg",
-                query={"options": f"-csearch_path={schema}", "application_name": app},
-            )
-            .render_as_string(hide_password=False)
-        )
+    backend = make_url(args.database_url).get_backend_name()
+    url, schema = scratch.create(args.database_url, tag_connections=True)
+    app = schema  # the writers' backends carry the schema's name
     settings = Settings(database_url=url, data_dir=tmp / "data")  # type: ignore[call-arg]
     rt = build_runtime(settings)
     try:
@@ -500,9 +483,7 @@ def main() -> None:  # noqa: PLR0915 - one straight script
         print(json.dumps(result))
     finally:
         rt.close()
-        if schema is not None:
-            with psycopg.connect(_conninfo(args.database_url), autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        scratch.drop(args.database_url, schema)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

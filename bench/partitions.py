@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import random
-import secrets
 import sys
 import tempfile
 import time
@@ -30,10 +29,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 
+import _scratch as scratch  # bench/_scratch.py, beside this script
 from thawline.adapters.db.schema import account, vault_subject
 from thawline.config import Settings
 from thawline.domain.events import Login, Transaction
@@ -146,18 +145,9 @@ def main() -> None:
     log_entries = args.log_entries or (100_000 if args.quick else 500_000)
 
     tmp = Path(tempfile.mkdtemp(prefix="thawline-bench-"))
-    schema = conninfo = None
-    url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
-    backend = make_url(url).get_backend_name()
-    if backend == "postgresql":
-        schema = "bench_" + secrets.token_hex(4)
-        u = make_url(url)
-        conninfo = f"host={u.host} port={u.port or 5432} dbname={u.database} user={u.username or 'postgres'}"
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        url = u.set(
-            drivername="postgresql+psycopg", query={"options": f"-csearch_path={schema}"}
-        ).render_as_string(hide_password=False)
+    given = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
+    backend = make_url(given).get_backend_name()
+    url, schema = scratch.create(given)
     settings = Settings(database_url=url, data_dir=tmp / "data", checkpoint_every_entries=100_000)  # type: ignore[call-arg]
     rt = build_runtime(settings)
     try:
@@ -190,9 +180,7 @@ def main() -> None:
         }
     finally:
         rt.close()
-        if schema is not None and conninfo is not None:
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        scratch.drop(given, schema)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

@@ -285,14 +285,16 @@ def wait_until_stored(db: Any, accepted: list[str], seconds: float = 180) -> Non
         time.sleep(0.5)
 
 
-def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(cluster: Cluster) -> None:
-    http = start(cluster)
-
-    events = _events()
-    batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+def burst(
+    http: httpx.Client,
+    batches: list[list[dict[str, Any]]],
+    victim: subprocess.Popen[bytes],
+    sig: int,
+    at: int,
+) -> list[str]:
+    """Post the batches (request ids ``burst-<k>``), sending ``sig`` to the victim after batch ``at``;
+    the ids accepted, each once, each on its account's partition."""
     accepted: list[str] = []
-    victim = cluster.workers[0]
-    victim_id = cluster.worker_id(0)
     for k, batch in enumerate(batches):
         answer = http.post("/v1/events", json={"events": batch}, headers={"X-Request-ID": f"burst-{k}"})
         assert answer.status_code == 202, answer.text
@@ -300,10 +302,20 @@ def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(cluster: Cl
         assert (body["rejected"], body["duplicates"]) == ([], [])
         accepted += [a["id"] for a in body["accepted"]]
         assert all(a["partition"] == partition_of(a["account_id"], PARTITIONS) for a in body["accepted"])
-        if k == len(batches) // 2:
-            victim.send_signal(signal.SIGKILL)  # mid-burst: it holds leases and batches in flight
-            victim.wait(timeout=10)
-    assert len(accepted) == len(events) == len(set(accepted))
+        if k == at:
+            victim.send_signal(sig)  # mid-burst: it holds leases and batches in flight
+            if sig == signal.SIGKILL:
+                victim.wait(timeout=10)
+    assert len(accepted) == sum(map(len, batches)) == len(set(accepted))
+    return accepted
+
+
+def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(cluster: Cluster) -> None:
+    http = start(cluster)
+    events = _events()
+    batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+    victim_id = cluster.worker_id(0)
+    accepted = burst(http, batches, cluster.workers[0], signal.SIGKILL, len(batches) // 2)
     # A replay inside JetStream's window is a duplicate at once.
     again = http.post("/v1/events", json={"events": batches[0][:5]})
     assert (again.status_code, len(again.json()["duplicates"])) == (202, 5)
@@ -337,15 +349,9 @@ def test_a_paused_worker_commits_nothing_after_its_partitions_moved(cluster: Clu
     http = start(cluster)
     events = _events()
     batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
-    accepted: list[str] = []
     victim = cluster.workers[0]
     victim_id = cluster.worker_id(0)
-    for k, batch in enumerate(batches):
-        answer = http.post("/v1/events", json={"events": batch})
-        assert answer.status_code == 202, answer.text
-        accepted += [a["id"] for a in answer.json()["accepted"]]
-        if k == len(batches) // 3:
-            victim.send_signal(signal.SIGSTOP)  # paused with leases, maybe inside a round
+    accepted = burst(http, batches, victim, signal.SIGSTOP, len(batches) // 3)  # paused, maybe in a round
     deadline = time.monotonic() + 120
     while True:  # the survivors take over every partition of the paused worker
         leases = asyncio.run(_leases(cluster.stream))

@@ -88,7 +88,7 @@ def check(uow: UnitOfWork, stream: str, held: Mapping[int, int], *, stall_second
         .where(partition_owner.c.stream == stream, partition_owner.c.partition.in_(sorted(held)))
         .with_for_update(read=True)
     ).all()
-    current: dict[int, int] = {p: e for p, e in rows}  # noqa: C416 - rows are Row tuples
+    current = {row.partition: row.epoch for row in rows}
     lost = sorted(p for p, epoch in held.items() if current.get(p) != epoch)
     if lost:
         raise LeaseLostError(lost)
