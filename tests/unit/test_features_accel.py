@@ -65,3 +65,13 @@ def test_a_build_from_another_source_is_refused_with_a_warning(tmp_path: Path) -
     assert edited.stdout.strip() == "False"
     assert "was built from another version of features.py" in edited.stderr
     assert _probe(tmp_path / "src", {"THAWLINE_PURE_PYTHON": "1"}).stdout.strip() == "False"
+
+
+def test_the_compiled_window_arrays_hold_every_window() -> None:
+    # features.pxd gives AccountState one C array entry per window (starts, sums, heads) and
+    # features.py fills them with literal lists of 5: a sixth window must change both.
+    pxd = (DOMAIN / "features.pxd").read_text("utf-8")
+    for name in ("starts", "sums", "heads"):
+        assert f" {name}[{len(features.WINDOWS)}]" in pxd, name
+    state = features.AccountState("acct_1")
+    assert [len(state.starts), len(state.sums), len(state.heads)] == [len(features.WINDOWS)] * 3

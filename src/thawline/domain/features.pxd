@@ -6,6 +6,17 @@
 # the compiled and the plain module compute the same floats: tests/unit/test_features_golden.py
 # checks both against the stored world.
 cimport cython
+from cpython.datetime cimport datetime
+
+
+cdef class AccountState
+
+
+cdef class Features(dict):
+    cdef public object _event
+    cdef public double _now
+    cdef public double _small
+    cdef public AccountState _state
 
 
 cdef class AccountState:
@@ -14,12 +25,16 @@ cdef class AccountState:
     cdef public list amounts
     cdef public list parties
     cdef public list credits
-    cdef public list starts
-    cdef public list sums
+    # One entry per window (WINDOWS has five; tests/unit/test_features_accel.py checks the sizes).
+    # Python code outside the class reads these as lists (copies).
+    cdef public Py_ssize_t starts[5]
+    cdef public double sums[5]
+    cdef public double heads[5]
+    cdef public double last_time
     cdef public long small_10m
     cdef public double small
     cdef public dict parties_1h
-    cdef public object recent_amounts
+    cdef public list recent_amounts
     cdef public long history_txns
     cdef public long day
     cdef public long today_count
@@ -30,8 +45,17 @@ cdef class AccountState:
     cdef public set devices
     cdef public set ips
     cdef public set counterparties
-    cdef public object pending
-    cdef public object recent_ips
+    cdef public bint learning
+    cdef public object learn_device
+    cdef public bint learn_unbind
+    cdef public object learn_ip
+    cdef public object learn_party
+    cdef public object learnt_device
+    cdef public object learnt_ip
+    cdef public object learnt_party
+    cdef public list ip_times
+    cdef public list ip_seen
+    cdef public Py_ssize_t ip_head
     cdef public dict ip_counts
     cdef public object login_failures
     cdef public object profile_changes
@@ -39,9 +63,11 @@ cdef class AccountState:
     cdef public object kyc_level
     cdef public double newest
 
-    @cython.locals(hour=long, ts=double, before=double, now=double, edge=double, n_ips=Py_ssize_t,
-                   day=long, amount=double, small=double, left=Py_ssize_t)
-    cpdef object observe(self, object event, object ranges, object thresholds)
+    @cython.locals(data=dict, at=datetime, hour=long, ts=double, before=double, now=double, edge=double,
+                   n_ips=Py_ssize_t, day=long, amount=double, small=double, left=Py_ssize_t,
+                   head=Py_ssize_t, n=Py_ssize_t, ip_times=list, ip_seen=list, counts=dict,
+                   recent=list, f=Features)
+    cpdef Features observe(self, object event, object ranges, object thresholds)
 
     cpdef _learn(self)
 
@@ -49,12 +75,13 @@ cdef class AccountState:
     # never with a negative index): tools/build_accel.py compiles these two without bounds checks.
     @cython.locals(n=Py_ssize_t, i=Py_ssize_t, w=Py_ssize_t, span=double, total=double, edge=double,
                    now=double, was_10m=Py_ssize_t, was_1h=Py_ssize_t, small=double, below=long,
-                   a=double, first=Py_ssize_t, left=Py_ssize_t)
+                   first=Py_ssize_t, left=Py_ssize_t, j=Py_ssize_t, parties=list, head=double,
+                   times=list, amounts=list, counts=dict)
     cpdef _add(self, double ts, double amount, object party, bint credit, double before)
 
-    @cython.locals(i=Py_ssize_t, w=Py_ssize_t, total=double)
+    @cython.locals(i=Py_ssize_t, w=Py_ssize_t, total=double, n=Py_ssize_t, start=Py_ssize_t, times=list)
     cpdef _insert(self, double ts, double amount, object party, bint credit)
 
-    @cython.locals(start=Py_ssize_t, end=Py_ssize_t, n=Py_ssize_t, edge=double, total=double,
-                   small=double, below=long, a=double, left=Py_ssize_t)
+    @cython.locals(end=Py_ssize_t, n=Py_ssize_t, edge=double, total=double, small=double, below=long,
+                   a=double, left=Py_ssize_t, times=list, amounts=list, counts=dict, parties=list)
     cpdef slide(self, Py_ssize_t w, double now)

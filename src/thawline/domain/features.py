@@ -20,7 +20,7 @@ import warnings
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from statistics import median
@@ -134,7 +134,7 @@ SUM_KEYS = {w: f"txn_sum_{w}" for w in WINDOWS}
 _SPANS = tuple(WINDOWS.values())
 _INDEX = {w: i for i, w in enumerate(WINDOWS)}
 _W10M, _W1H = _INDEX["10m"], _INDEX["1h"]
-_SPAN_ITEMS = tuple(enumerate(_SPANS))
+_INF = float("inf")
 _TRIM = 1024  # drop transactions that left every window once this many have piled up
 
 
@@ -167,7 +167,7 @@ class Features(dict[str, Any]):
 
     def baseline(self) -> list[float]:
         """Recent amounts before this event."""
-        values = list(self._state.recent_amounts)
+        values = self._state.recent_amounts[-RECENT_AMOUNTS:]
         return values[:-1] if self._was_txn else values
 
     def window(self, name: str) -> list[tuple[float, float, str, bool]]:
@@ -184,7 +184,8 @@ class Features(dict[str, Any]):
 
 
 _EPOCH_DAY = 719163  # date(1970, 1, 1).toordinal()
-_OFFSETS: dict[Any, int] = {}  # time zone -> its UTC offset in microseconds
+_MICROSECOND = timedelta(microseconds=1)
+_IP_TRIM = 256  # drop IP sightings that left the hour once this many have piled up
 
 
 class AccountState:
@@ -195,7 +196,7 @@ class AccountState:
     slides (drops what fell out of it) lazily — when a rule reads it, or before the next transaction
     is added — with exactly the additions and subtractions, in the same order, that sliding it at
     every event would make, so the sums are the same floats. The devices, IPs and counterparties an
-    event brings are learnt when the next event arrives (``pending``), so that until then the sets
+    event brings are learnt when the next event arrives (``learning``), so that until then the sets
     still say what was known before it.
 
     A plain class with slots rather than a dataclass, so that the compiled build (``features.pxd``)
@@ -211,21 +212,32 @@ class AccountState:
         "day",
         "days_seen",
         "devices",
+        "heads",
         "history_events",
         "history_txns",
         "hours",
         "ip_counts",
+        "ip_head",
+        "ip_seen",
+        "ip_times",
         "ips",
         "kyc_level",
+        "last_time",
+        "learn_device",
+        "learn_ip",
+        "learn_party",
+        "learn_unbind",
+        "learning",
+        "learnt_device",
+        "learnt_ip",
+        "learnt_party",
         "login_failures",
         "near_threshold",
         "newest",
         "parties",
         "parties_1h",
-        "pending",
         "profile_changes",
         "recent_amounts",
-        "recent_ips",
         "small",
         "small_10m",
         "starts",
@@ -241,10 +253,12 @@ class AccountState:
     credits: list[bool]
     starts: list[int]
     sums: list[float]
+    heads: list[float]  # each window's first time (``times[starts[w]]``), infinite when it is empty
+    last_time: float  # the newest transaction time in the windows (``times[-1]``)
     small_10m: int  # transactions in the 10 min window below ``small``
     small: float  # the small-amount threshold ``small_10m`` counts with (set on first use)
     parties_1h: dict[str, int]  # counterparty -> its transactions, 1 h
-    recent_amounts: deque[float]
+    recent_amounts: list[float]  # the last RECENT_AMOUNTS (up to twice as many kept between trims)
     history_txns: int
     day: int
     today_count: int
@@ -255,9 +269,18 @@ class AccountState:
     devices: set[str]
     ips: set[str]
     counterparties: set[str]
-    pending: tuple[str | None, bool, str | None, str] | None  # device, unbind, ip, counterparty
-    recent_ips: deque[tuple[float, str]]
-    ip_counts: dict[str, int]  # address -> sightings in ``recent_ips``
+    learning: bool  # whether the previous event left something to learn (``learn_*``)
+    learn_device: str | None
+    learn_unbind: bool
+    learn_ip: str | None
+    learn_party: str
+    learnt_device: str | None  # the last values added to the sets
+    learnt_ip: str | None
+    learnt_party: str | None
+    ip_times: list[float]  # the IP sightings of the last hour, in arrival order, from ``ip_head``
+    ip_seen: list[str]
+    ip_head: int
+    ip_counts: dict[str, int]  # address -> sightings in ``ip_seen[ip_head:]``
     login_failures: deque[float]
     profile_changes: deque[tuple[float, bool]]
     near_threshold: deque[float]
@@ -267,12 +290,15 @@ class AccountState:
     def __init__(self, account_id: str, kyc_level: str = "none") -> None:
         self.account_id = account_id
         self.times, self.amounts, self.parties, self.credits = [], [], [], []
-        self.starts = [0] * len(WINDOWS)
-        self.sums = [0.0] * len(WINDOWS)
+        # one entry per window; the literal 5 (len(WINDOWS)) lets the compiled build fill C arrays
+        self.starts = [0] * 5
+        self.sums = [0.0] * 5
+        self.heads = [_INF] * 5
+        self.last_time = 0.0
         self.small_10m = 0
         self.small = -1.0
         self.parties_1h = {}
-        self.recent_amounts = deque(maxlen=RECENT_AMOUNTS)
+        self.recent_amounts = []
         self.history_txns = 0
         self.day = -1
         self.today_count = 0
@@ -281,8 +307,10 @@ class AccountState:
         self.hours = [0] * 24
         self.history_events = 0
         self.devices, self.ips, self.counterparties = set(), set(), set()
-        self.pending = None
-        self.recent_ips = deque()
+        self.learning = False
+        self.learn_device, self.learn_unbind, self.learn_ip, self.learn_party = None, False, None, ""
+        self.learnt_device = self.learnt_ip = self.learnt_party = None
+        self.ip_times, self.ip_seen, self.ip_head = [], [], 0
         self.ip_counts = {}
         self.login_failures = deque()
         self.profile_changes = deque()
@@ -303,55 +331,59 @@ class AccountState:
         Read the result before observing the account's next event: most values are computed on
         first read from the state as it is now.
         """
-        at: datetime = event.occurred_at
-        tz = at.tzinfo
-        offset = _OFFSETS.get(tz)
-        if offset is None:
-            delta = at.utcoffset()
-            if delta is None:
-                raise ValueError("occurred_at needs a time zone")
-            offset = _OFFSETS[tz] = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-            if len(_OFFSETS) > 1000:
-                _OFFSETS.clear()
+        data: dict[str, Any] = event.__dict__  # the model's fields: one lookup each, no attribute protocol
+        at: datetime = data["occurred_at"]
+        delta = at.utcoffset()
+        if delta is None:
+            raise ValueError("occurred_at needs a time zone")
         hour = at.hour
-        # at.timestamp(), exactly (the same integer microseconds over 10**6), at half the cost
+        # at.timestamp(), exactly (the same integer microseconds over 10**6), at a fraction of the cost
         ts = (
             (at.toordinal() - _EPOCH_DAY) * 86_400_000_000
             + ((hour * 60 + at.minute) * 60 + at.second) * 1_000_000
             + at.microsecond
-            - offset
+            - delta // _MICROSECOND
         ) / 1_000_000
         before = self.newest
         now = self.newest = ts if ts > before else before
-        if self.pending is not None:
+        if self.learning:
             self._learn()
-        kind = event.type
+        kind = data["type"]
         self.hours[hour] += 1
         self.history_events += 1
-        recent_ips = self.recent_ips
-        counts = self.ip_counts
-        if kind in {"login", "transaction"}:
-            ip = event.ip
+        ip_times, ip_seen, counts = self.ip_times, self.ip_seen, self.ip_counts
+        if kind in {"transaction", "login"}:
+            ip = data["ip"]
             if ip:
-                is_proxy, bad_rep = ranges.classify(ip)
-                recent_ips.append((ts, ip))
+                cached = ranges.cache.get(ip)
+                is_proxy, bad_rep = cached if cached is not None else ranges.classify(ip)
+                ip_times.append(ts)
+                ip_seen.append(ip)
                 counts[ip] = counts.get(ip, 0) + 1
             else:
                 is_proxy = bad_rep = False
         else:
             ip, is_proxy, bad_rep = None, False, False
         edge = now - 3600
-        while recent_ips and recent_ips[0][0] <= edge:
-            gone = recent_ips.popleft()[1]
-            left = counts[gone] - 1
-            if left:
-                counts[gone] = left
-            else:
-                del counts[gone]
+        head = self.ip_head
+        n = len(ip_times)
+        if head < n and ip_times[head] <= edge:
+            while head < n and ip_times[head] <= edge:
+                gone = ip_seen[head]
+                left = counts[gone] - 1
+                if left:
+                    counts[gone] = left
+                else:
+                    del counts[gone]
+                head += 1
+            if head >= _IP_TRIM:
+                del ip_times[:head], ip_seen[:head]
+                head = 0
+            self.ip_head = head
         n_ips = len(counts)
         changes = self.profile_changes
         if kind == "profile_change":
-            changes.append((ts, event.field in SENSITIVE_FIELDS))
+            changes.append((ts, data["field"] in SENSITIVE_FIELDS))
         while changes and changes[0][0] <= now - 86400:
             changes.popleft()
         day = int(ts // 86400)
@@ -365,16 +397,21 @@ class AccountState:
                 )
                 self.days_seen += 1
             self.day, self.today_count = day, 0
+        f = Features()
+        f["event_type"] = kind
         if kind == "transaction":
-            amount = float(event.amount)
-            party = event.counterparty or ""
-            direction = event.direction
-            if thresholds.near_low <= amount < thresholds.reporting:
-                self.near_threshold.append(ts)
+            amount = float(data["amount"])
+            party = data["counterparty"] or ""
+            direction = data["direction"]
             near = self.near_threshold
+            if thresholds.near_low <= amount < thresholds.reporting:
+                near.append(ts)
             while near and near[0] <= now - 604800:
                 near.popleft()
-            self.recent_amounts.append(amount)
+            recent = self.recent_amounts
+            recent.append(amount)
+            if len(recent) >= 2 * RECENT_AMOUNTS:
+                del recent[:RECENT_AMOUNTS]
             self.history_txns += 1
             if day == self.day:
                 self.today_count += 1
@@ -382,99 +419,93 @@ class AccountState:
             if self.small < 0:
                 self.small = small
             self._add(ts, amount, party, direction == "credit", before)
-            device = event.device_id
-            self.pending = (device, False, ip, party)
-            f = Features(
-                {
-                    "event_type": kind,
-                    "amount": amount,
-                    "direction": direction,
-                    "txn_count_10m": len(self.times) - self.starts[_W10M],
-                    "small_txn_count_10m": self.small_10m if small == self.small else self._smalls(small),
-                    "distinct_counterparties_1h": len(self.parties_1h),
-                    "near_threshold_7d": len(near),
-                    "kyc_rank": KYC_RANK.get(self.kyc_level, 0),
-                    "ip_is_proxy": is_proxy,
-                    "ip_bad_reputation": bad_rep,
-                    "ip_changes_1h": n_ips - 1 if n_ips > 1 else 0,
-                    "profile_changes_24h": len(changes),
-                    "blacklisted": False,
-                    "linked_risk_accounts": 0,
-                }
+            self.learning = True
+            self.learn_device, self.learn_unbind, self.learn_ip, self.learn_party = (
+                data["device_id"],
+                False,
+                ip,
+                party,
             )
+            f["amount"] = amount
+            f["direction"] = direction
+            f["txn_count_10m"] = len(self.times) - self.starts[_W10M]
+            f["small_txn_count_10m"] = self.small_10m if small == self.small else self._smalls(small)
+            f["distinct_counterparties_1h"] = len(self.parties_1h)
+            f["near_threshold_7d"] = len(near)
+            f["kyc_rank"] = KYC_RANK.get(self.kyc_level, 0)
         elif kind == "login":
-            success = event.success
+            success = data["success"]
             failures = self.login_failures
             if not success:
                 failures.append(ts)
             while failures and failures[0] <= edge:
                 failures.popleft()
-            device = event.device_id
+            device = data["device_id"]
             devices = self.devices
             if success:
-                self.pending = (device, False, ip, "")
-            f = Features(
-                {
-                    "event_type": kind,
-                    "success": success,
-                    "new_device": bool(device) and bool(devices) and device not in devices,
-                    "login_failures_1h": len(failures),
-                    "ip_is_proxy": is_proxy,
-                    "ip_bad_reputation": bad_rep,
-                    "ip_changes_1h": n_ips - 1 if n_ips > 1 else 0,
-                    "profile_changes_24h": len(changes),
-                    "blacklisted": False,
-                    "linked_risk_accounts": 0,
-                }
+                self.learning = True
+                self.learn_device, self.learn_unbind, self.learn_ip, self.learn_party = device, False, ip, ""
+            f["success"] = success
+            f["new_device"] = bool(device) and bool(devices) and device not in devices
+            f["login_failures_1h"] = len(failures)
+        elif kind == "kyc_update":
+            self.kyc_level = data["level"]
+        elif kind == "device_binding":
+            self.learning = True
+            self.learn_device, self.learn_unbind, self.learn_ip, self.learn_party = (
+                data["device_id"],
+                data["action"] == "unbind",
+                None,
+                "",
             )
-        else:
-            if kind == "kyc_update":
-                self.kyc_level = event.level
-            elif kind == "device_binding":
-                self.pending = (event.device_id, event.action == "unbind", None, "")
-            f = Features(
-                {
-                    "event_type": kind,
-                    "ip_is_proxy": False,
-                    "ip_bad_reputation": False,
-                    "ip_changes_1h": n_ips - 1 if n_ips > 1 else 0,
-                    "profile_changes_24h": len(changes),
-                    "blacklisted": False,
-                    "linked_risk_accounts": 0,
-                }
-            )
+        f["ip_is_proxy"] = is_proxy
+        f["ip_bad_reputation"] = bad_rep
+        f["ip_changes_1h"] = n_ips - 1 if n_ips > 1 else 0
+        f["profile_changes_24h"] = len(changes)
+        f["blacklisted"] = False
+        f["linked_risk_accounts"] = 0
         f._state, f._event, f._now, f._small = self, event, now, thresholds.small
         return f
 
     def _learn(self) -> None:
-        """Remember the device, IP and counterparty of the previous event (see ``pending``)."""
-        device, unbind, ip, party = self.pending  # type: ignore[misc]
-        self.pending = None
+        """Remember the device, IP and counterparty of the previous event (see ``learning``).
+
+        A value equal to the one learnt last is in its set already: the set is not touched.
+        """
+        self.learning = False
+        device = self.learn_device
         if device:
-            if unbind:
+            if self.learn_unbind:
                 self.devices.discard(device)
-            else:
+                self.learnt_device = None
+            elif device != self.learnt_device:
                 self.devices.add(device)
-        if ip:
+                self.learnt_device = device
+        ip = self.learn_ip
+        if ip and ip != self.learnt_ip:
             self.ips.add(ip)
-        if party:
+            self.learnt_ip = ip
+        party = self.learn_party
+        if party and party != self.learnt_party:
             self.counterparties.add(party)
+            self.learnt_party = party
 
     def _smalls(self, small: float) -> int:
         """Transactions in the 10 min window below ``small`` (a threshold other than the counted one)."""
         return sum(1 for a in self.amounts[self.starts[_W10M] :] if a < small)
 
-    def _add(self, ts: float, amount: float, party: str, credit: bool, before: float) -> None:  # noqa: PLR0912
+    def _add(self, ts: float, amount: float, party: str, credit: bool, before: float) -> None:  # noqa: PLR0912, PLR0915
         """Put a transaction into the windows and slide them all to ``self.newest``.
 
         The float operations on each running sum are those of sliding at every event: first what
         fell out before this event (up to ``before``, the newest time until now), then the addition,
-        then what falls out now.
+        then what falls out now. A window's first time (``heads``) answers "does anything fall
+        out?" without reading the list, which is what most transactions ask of the long windows.
         """
-        times, amounts, starts, sums = self.times, self.amounts, self.starts, self.sums
+        times, amounts = self.times, self.amounts
         now = self.newest
         n = len(times)
-        if n and ts < times[n - 1]:  # late: it lands where its time says
+        if n and ts < self.last_time:  # late: it lands where its time says
             for w in range(len(_SPANS)):
                 self.slide(w, before)
             self._insert(ts, amount, party, credit)
@@ -485,41 +516,52 @@ class AccountState:
         amounts.append(amount)
         self.parties.append(party)
         self.credits.append(credit)
-        was_10m, was_1h = starts[_W10M], starts[_W1H]
-        for w, span in _SPAN_ITEMS:
-            i = starts[w]
-            total = sums[w]
+        self.last_time = ts
+        was_10m, was_1h = self.starts[_W10M], self.starts[_W1H]
+        for w in range(len(_SPANS)):
+            span = _SPANS[w]
+            i = self.starts[w]
+            total = self.sums[w]
             edge = before - span
-            while i < n and times[i] <= edge:
-                total -= amounts[i]
-                i += 1
+            if i < n and self.heads[w] <= edge:
+                while i < n and times[i] <= edge:
+                    total -= amounts[i]
+                    i += 1
+                head = times[i]  # index n is this transaction
+            else:
+                head = self.heads[w] if i < n else ts
             total += amount
             edge = now - span
-            while i <= n and times[i] <= edge:  # index n is this transaction
+            while head <= edge:  # through index n, this transaction
                 total -= amounts[i]
                 i += 1
-            sums[w] = total
-            starts[w] = i
+                head = times[i] if i <= n else _INF
+            self.sums[w] = total
+            self.starts[w] = i
+            self.heads[w] = head
         small = self.small
         below = self.small_10m + (amount < small)
-        for a in amounts[was_10m : starts[_W10M]]:
-            if a < small:
+        for j in range(was_10m, self.starts[_W10M]):
+            if amounts[j] < small:
                 below -= 1
         self.small_10m = below
         counts = self.parties_1h
         if party:
             counts[party] = counts.get(party, 0) + 1
-        for gone in self.parties[was_1h : starts[_W1H]]:
+        parties = self.parties
+        for j in range(was_1h, self.starts[_W1H]):
+            gone = parties[j]
             if gone:
                 left = counts[gone] - 1
                 if left:
                     counts[gone] = left
                 else:
                     del counts[gone]
-        if starts[len(_SPANS) - 1] >= _TRIM:
-            first = min(starts)
+        if self.starts[len(_SPANS) - 1] >= _TRIM:
+            first = min(self.starts)
             del times[:first], amounts[:first], self.parties[:first], self.credits[:first]
-            self.starts = [s - first for s in starts]
+            for w in range(len(_SPANS)):
+                self.starts[w] -= first
 
     def _insert(self, ts: float, amount: float, party: str, credit: bool) -> None:
         """A late transaction: into the list where its time says; a window it is too old for counts
@@ -532,27 +574,29 @@ class AccountState:
         self.amounts.insert(i, amount)
         self.parties.insert(i, party)
         self.credits.insert(i, credit)
-        starts, sums = self.starts, self.sums
+        n = len(times)
         for w in range(len(_SPANS)):
-            total = sums[w] + amount
-            if i < starts[w]:
-                starts[w] += 1
+            total = self.sums[w] + amount
+            if i < self.starts[w]:
+                self.starts[w] += 1
                 total -= amount
             elif w == _W10M:
                 if amount < self.small:
                     self.small_10m += 1
             elif w == _W1H and party:
                 self.parties_1h[party] = self.parties_1h.get(party, 0) + 1
-            sums[w] = total
+            self.sums[w] = total
+            start = self.starts[w]
+            self.heads[w] = times[start] if start < n else _INF
 
     def slide(self, w: int, now: float) -> None:
         """Drop from window ``w`` (an index into WINDOWS) the transactions at or before ``now`` - span."""
-        times = self.times
-        start = end = self.starts[w]
         edge = now - _SPANS[w]
-        n = len(times)
-        if start >= n or times[start] > edge:
+        if self.heads[w] > edge:  # nothing falls out (an empty window's head is infinite)
             return
+        times = self.times
+        end = self.starts[w]
+        n = len(times)
         amounts = self.amounts
         total = self.sums[w]
         if w == _W10M:
@@ -582,6 +626,7 @@ class AccountState:
                 end += 1
         self.sums[w] = total
         self.starts[w] = end
+        self.heads[w] = times[end] if end < n else _INF
 
 
 def _median(f: Features) -> float:
