@@ -16,6 +16,7 @@ from thawline.api.app import create_app
 from thawline.cli.common import CLI_ACTOR, console, print_json, runtime
 from thawline.config import Settings
 from thawline.services import apikeys, logs, partitioning, vault
+from thawline.services.gc_pause import freeze_startup_heap
 from thawline.services.runtime import build_runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -37,7 +38,9 @@ def serve(
     console.print(f"Thawline on http://{host}:{port}  (database: {rt.engine.url.render_as_string()})")
     try:
         # Our handler formats uvicorn's lines too; thawline.http replaces its access log.
-        uvicorn.run(create_app(rt), host=host, port=port, log_level="info", log_config=None, access_log=False)
+        app = create_app(rt)
+        freeze_startup_heap()  # full collections skip what lives as long as the process
+        uvicorn.run(app, host=host, port=port, log_level="info", log_config=None, access_log=False)
     finally:
         rt.close()
 

@@ -44,6 +44,7 @@ from thawline.domain.review import FlaggedTransaction
 from thawline.domain.rules import DIAGNOSIS, Action, Hit, Ruleset
 from thawline.oplog.entry import Actor, ActorKind, EvidenceRef, LogRecord, Subject
 from thawline.services import freezes, links, lists, vault
+from thawline.services.gc_pause import gc_paused
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
 
@@ -244,7 +245,7 @@ class RiskEngine:
         ``fence`` runs first inside that transaction (broker mode: are this worker's partition
         epochs still current?); if it raises, nothing is stored.
         """
-        with self.lock:
+        with self.lock, gc_paused():
             touched: set[str] = set()
             try:
                 with UnitOfWork(self.runtime) as uow:

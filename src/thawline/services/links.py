@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -83,7 +83,9 @@ def record(
         latest = {k: at for k, at in latest.items() if k not in recent or at - recent[k] >= SKIP_WITHIN}
         if len(recent) > 1_000_000:
             recent.clear()
-        recent.update(latest)
+        # In UTC: a datetime parsed with a zone carries a zone object of its own, which the
+        # garbage collector would then walk for every remembered key.
+        recent.update((k, at.astimezone(UTC)) for k, at in latest.items())
     if latest:
         upsert_keys(uow.conn, [(k, v, a, at) for (k, v, a), at in latest.items()])
 
