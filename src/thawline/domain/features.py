@@ -185,7 +185,7 @@ class Features(dict[str, Any]):
 
 _EPOCH_DAY = 719163  # date(1970, 1, 1).toordinal()
 _MICROSECOND = timedelta(microseconds=1)
-_IP_TRIM = 256  # drop IP sightings that left the hour once this many have piled up
+_IP_TRIM = 64  # drop IP sightings that left the hour once this many (or all) have
 
 
 class AccountState:
@@ -376,7 +376,7 @@ class AccountState:
                 else:
                     del counts[gone]
                 head += 1
-            if head >= _IP_TRIM:
+            if head >= _IP_TRIM or head == n:  # a quiet account keeps nothing
                 del ip_times[:head], ip_seen[:head]
                 head = 0
             self.ip_head = head
