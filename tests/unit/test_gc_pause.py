@@ -42,6 +42,16 @@ def test_paused_inside_and_running_after_with_the_survivors_frozen() -> None:
     assert all(k.me is k for k in kept)
 
 
+def test_cycles_that_died_during_the_pause_are_collected_when_it_ends_not_frozen() -> None:
+    gc.enable()
+    with gc_paused():
+        dead = Cycle()
+        probe = _watch(dead)
+        del dead
+        assert probe(), "paused: a cycle waits"
+    assert not probe()
+
+
 def test_nested_and_shared_between_threads_it_resumes_once_the_last_holder_leaves() -> None:
     gc.enable()
     inside, release = threading.Event(), threading.Event()

@@ -8,7 +8,8 @@ generation and die there, so the collector keeps running full collections over t
 and a gateway's ``POST /v1/authorize`` waiting behind one misses its few milliseconds.
 
 So, while a batch is handled, the collector is paused (reference counting frees the batch's
-objects as usual); when the last batch in flight ends, what is alive is frozen (``gc.freeze``):
+objects as usual); when the last batch in flight ends, the young generation (everything made during
+the pause) is collected once, and what is still alive is frozen (``gc.freeze``):
 mostly feature state, which lives as long as the process and has no reference cycles. Later
 collections walk only what came after. Every ``SWEEP_EVERY`` batches everything is unfrozen and
 collected in full once, so cyclic garbage that was frozen while still in use (a request in
@@ -52,6 +53,8 @@ def gc_paused() -> Iterator[None]:
                 if _batches % SWEEP_EVERY == 0:
                     gc.unfreeze()
                     gc.collect()
+                else:
+                    gc.collect(0)  # cycles made meanwhile (other requests') are collected, not frozen
                 gc.freeze()
                 gc.enable()
 
