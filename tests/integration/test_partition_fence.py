@@ -124,3 +124,41 @@ def test_a_claim_gives_up_after_its_wait_on_postgresql(runtime: Runtime) -> None
             partition_fence.claim(runtime, STREAM, 7, "worker-b", wait_seconds=0.3)
         assert time.monotonic() - started < 3
     assert partition_fence.claim(runtime, STREAM, 7, "worker-b") == epoch + 1  # later it succeeds
+
+
+def test_a_round_stalled_mid_statement_is_ended_by_the_claim_on_postgresql(runtime: Runtime) -> None:
+    # A worker stopped while the server was still busy with its statement (not idle in transaction,
+    # so idle_in_transaction_session_timeout never fires) kept its share lock until it woke up.
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("row locks and ending server sessions are PostgreSQL's")
+    epoch = partition_fence.claim(runtime, STREAM, 8, "worker-a")
+    stalled: list[BaseException] = []
+    locked = threading.Event()
+
+    def paused_round() -> None:
+        try:
+            with UnitOfWork(runtime) as uow:
+                partition_fence.check(uow, STREAM, {8: epoch})
+                locked.set()
+                uow.conn.exec_driver_sql("SELECT pg_sleep(30)")  # busy, not idle, holding the lock
+                uow.commit()
+        except BaseException as exc:  # the test reads what ended it
+            stalled.append(exc)
+
+    thread = threading.Thread(target=paused_round)
+    thread.start()
+    assert locked.wait(10)
+    time.sleep(0.8)  # longer than twice the claim's wait
+    started = time.monotonic()
+    assert partition_fence.claim(runtime, STREAM, 8, "worker-b", wait_seconds=0.3) == epoch + 1
+    assert time.monotonic() - started < 5
+    thread.join(10)
+    assert stalled, "the stalled round was ended, not committed"
+    assert "terminat" in str(stalled[0]) or "closed" in str(stalled[0])
+    # A round in flight for less than that is waited for, never ended.
+    fresh = partition_fence.claim(runtime, STREAM, 9, "worker-a")
+    with UnitOfWork(runtime) as uow:
+        partition_fence.check(uow, STREAM, {9: fresh})
+        with pytest.raises(Exception, match="lock timeout"):
+            partition_fence.claim(runtime, STREAM, 9, "worker-b", wait_seconds=0.5)
+        assert uow.conn.exec_driver_sql("SELECT 1").scalar_one() == 1  # still alive

@@ -13,14 +13,18 @@ event-id idempotency makes what the successor redelivers harmless.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from thawline.adapters.db.schema import partition_owner
 from thawline.oplog.entry import Actor, ActorKind, LogRecord, Subject
 from thawline.services.runtime import Runtime
 from thawline.services.unit_of_work import UnitOfWork
+
+log = logging.getLogger("thawline.broker")
 
 
 class LeaseLostError(Exception):
@@ -36,7 +40,50 @@ def claim(runtime: Runtime, stream: str, partition: int, owner: str, *, wait_sec
 
     A round of the previous owner still in flight makes the claim wait for its end; with
     ``wait_seconds`` (PostgreSQL) it waits at most that long and then raises (try again later).
+    If what it waited for is a round stalled for more than twice that long — a worker paused in
+    the middle of a statement, which ``idle_in_transaction_session_timeout`` does not end — the
+    claim ends that session (:func:`end_stalled_rounds`) and tries once more at once.
     """
+    try:
+        return _claim(runtime, stream, partition, owner, wait_seconds)
+    except OperationalError as exc:
+        if wait_seconds <= 0 or getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        if not end_stalled_rounds(runtime, stall_seconds=2 * wait_seconds):
+            raise
+    return _claim(runtime, stream, partition, owner, wait_seconds)
+
+
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
+
+
+def end_stalled_rounds(runtime: Runtime, *, stall_seconds: float) -> list[int]:
+    """PostgreSQL: end the sessions that have held a lock on ``partition_owner`` inside one
+    transaction for more than ``stall_seconds`` — rounds of a worker that stopped mid-round (its
+    lease is gone, or no claim would be waiting). Their transactions roll back whole. Returns the
+    server process ids ended (none on SQLite, where writers never overlap)."""
+    if runtime.engine.dialect.name != "postgresql":
+        return []
+    with runtime.engine.connect() as conn:
+        pids = list(
+            conn.execute(
+                text(
+                    "SELECT DISTINCT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'relation' AND l.relation = 'partition_owner'::regclass "
+                    "AND l.pid <> pg_backend_pid() "
+                    "AND a.xact_start < clock_timestamp() - make_interval(secs => :stall)"
+                ),
+                {"stall": stall_seconds},
+            ).scalars()
+        )
+        for pid in pids:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            log.warning("ended a round stalled for over %.1f s (server process %d)", stall_seconds, pid)
+        conn.commit()
+    return pids
+
+
+def _claim(runtime: Runtime, stream: str, partition: int, owner: str, wait_seconds: float) -> int:
     with UnitOfWork(runtime) as uow:
         if wait_seconds > 0 and uow.conn.dialect.name == "postgresql":
             # SET takes no bind parameters; the value is a number formatted here, never input.
